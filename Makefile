@@ -1,0 +1,39 @@
+# The two commands that work on a fresh machine: `make run` and `make test`.
+# Both create .venv and install pinned dependencies themselves (uv, from PyPI).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: install run test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.8
+	$(UV) pip install --quiet --python $(PY) -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install ## serve on 8222 with SQLite + local files (migrates by itself)
+	$(VENV)/bin/media-service serve
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+test: lint typecheck ## lint, type-check, then the whole suite on every backend
+	$(PY) -m pytest -q -n 2 -p no:cacheprovider
+
+bench: install ## side-by-side benchmarks; results go to docs/benchmarks.md by hand
+	$(PY) bench/upload.py
+	$(PY) bench/events.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,3 @@
+from media_service.cli import main
+
+main()

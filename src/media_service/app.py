@@ -1,0 +1,57 @@
+"""The application factory: ``create_app(settings)`` builds everything, imports build
+nothing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from media_service import __version__
+from media_service.config import Settings
+from media_service.db.migrate import upgrade_to_head
+from media_service.health import router as health_router
+from media_service.jobs.router import router as admin_jobs_router
+from media_service.media.router import router as files_router
+from media_service.metrics import ServiceMetrics
+from media_service.middleware import RequestContextMiddleware
+from media_service.problems import install_problem_handlers
+from media_service.runtime import start_background
+from media_service.state import ServiceState
+
+
+def create_app(settings: Settings | None = None, state: ServiceState | None = None) -> FastAPI:
+    """A ready-to-serve app; backends open in its lifespan, not here."""
+    settings = settings or Settings()
+    metrics = ServiceMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service_state = state or ServiceState.build(settings)
+        if settings.migrate_on_start:
+            await upgrade_to_head(service_state.engine)
+        metrics.attach(service_state)
+        await start_background(service_state)
+        app.state.media = service_state
+        try:
+            yield
+        finally:
+            if state is None:
+                await service_state.close()
+            else:  # a state lent by the caller (tests): stop what we started, keep the rest
+                await service_state.stop_background()
+
+    app = FastAPI(
+        title="Media Service",
+        version=__version__,
+        description="Stores photos, videos and documents and serves what their consumers need.",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(health_router)
+    app.include_router(files_router)
+    app.include_router(admin_jobs_router)
+    app.include_router(metrics.router())
+    return app

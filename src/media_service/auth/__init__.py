@@ -1,0 +1,1 @@
+"""Who is calling: bearer tokens, principals and the first-start secret."""

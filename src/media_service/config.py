@@ -1,0 +1,83 @@
+"""Settings from ``MEDIA_*`` environment variables and an optional ``.env`` file.
+
+Backends are chosen by URL. Nothing here connects to anything: ``create_app(settings)``
+and the CLI build the backends from these values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+SEVEN_DAYS = 7 * 24 * 3600
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; see the configuration table in README.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MEDIA_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    data_dir: Path = Path("./data")
+    database_url: str = "sqlite+aiosqlite:///./data/media.db"
+    storage_url: str = "file://./data/blobs"
+    events_url: str = "memory://"
+    auto_migrate: bool | None = Field(
+        default=None, description="Migrate on start; default: only on SQLite"
+    )
+
+    host: str = "0.0.0.0"  # noqa: S104 - a frame on the LAN must reach the service
+    port: int = 8222
+    public_url: str | None = Field(
+        default=None, description="Base URL clients use, for absolute signed URLs"
+    )
+
+    jwt_secret: SecretStr | None = None
+    jwks_url: str | None = None
+    jwt_issuer: str = "media-service"
+    jwt_audience: str | None = None
+    signing_keys: SecretStr | None = Field(
+        default=None, description="kid:secret,kid:secret — the first one signs"
+    )
+    signed_url_ttl_seconds: int = Field(default=900, ge=1, le=SEVEN_DAYS)
+    signed_url_max_seconds: int = Field(default=SEVEN_DAYS, ge=1, le=SEVEN_DAYS)
+
+    max_image_bytes: int = Field(default=200 * MiB, ge=1)
+    max_video_bytes: int = Field(default=4 * GiB, ge=1)
+    max_document_bytes: int = Field(default=200 * MiB, ge=1)
+    max_image_pixels: int = Field(default=100_000_000, ge=1)
+    max_file_name_length: int = Field(default=255, ge=16, le=1024)
+
+    gc_grace_seconds: int = Field(default=3600, ge=0)
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "MEDIA_DATABASE_URL must start with sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def migrate_on_start(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The largest upload of any type: the limit before the type is known."""
+        return max(self.max_image_bytes, self.max_video_bytes, self.max_document_bytes)

@@ -1,0 +1,1 @@
+"""Database plumbing shared by every domain: base model, engine, unit of work, migrations."""

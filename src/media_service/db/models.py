@@ -1,0 +1,9 @@
+"""Every table of every domain, imported so that migrations see one metadata."""
+
+from media_service.db.base import Base
+from media_service.events import models as events_models
+from media_service.media import models as media_models
+
+metadata = Base.metadata
+
+__all__ = ["events_models", "media_models", "metadata"]

@@ -1,0 +1,57 @@
+"""The unit of work: one session, committed only at the request or job boundary.
+
+Services register compensations (``on_rollback``) for side effects that happen before the
+commit, such as a blob written ahead of its row, and follow-ups (``after_commit``) for
+effects that must wait until the change is durable, such as deleting a blob whose row is
+gone. Nothing leaves the process before the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+Hook = Callable[[], Awaitable[None]]
+log = structlog.get_logger(__name__)
+
+_AFTER_COMMIT = "after_commit"
+_ON_ROLLBACK = "on_rollback"
+
+
+def after_commit(session: AsyncSession, hook: Hook) -> None:
+    """Run ``hook`` once the session's transaction has committed."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(hook)
+
+
+def on_rollback(session: AsyncSession, hook: Hook) -> None:
+    """Run ``hook`` if the session's transaction is rolled back instead of committed."""
+    session.info.setdefault(_ON_ROLLBACK, []).append(hook)
+
+
+@asynccontextmanager
+async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """Commit on success and run after-commit hooks; roll back and compensate on error."""
+    async with factory() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            await _run_hooks(session, _ON_ROLLBACK)
+            raise
+        await _run_hooks(session, _AFTER_COMMIT)
+
+
+async def _run_hooks(session: AsyncSession, name: str) -> None:
+    hooks: list[Hook] = session.info.pop(name, [])
+    session.info.pop(_ON_ROLLBACK if name == _AFTER_COMMIT else _AFTER_COMMIT, None)
+    for hook in hooks:
+        try:
+            await hook()
+        except Exception:
+            # A failed hook must not turn a committed change into an error response; what
+            # it left behind (an orphan blob) is found and removed by `media-service gc`.
+            log.warning("uow_hook_failed", hook=name, exc_info=True)

@@ -1,0 +1,329 @@
+"""The in-process bus: handlers run in this process, state lives in the database.
+
+Publishing writes one ``bus_deliveries`` row per durable consumer whose subjects match
+(one transaction, so it is as durable as the outbox it comes from) and wakes the
+consumers of this process; consumers of other processes on the same database find it
+within one poll interval. A consumer claims due rows by pushing them one ack-wait ahead
+(a lease), so a crashed consumer's messages come back after ``ack_wait`` — the same
+redelivery, back-off and dead-letter rules as on NATS (see :func:`bus.deliver`).
+
+Unlike a JetStream consumer created later with "deliver all", a durable consumer here
+receives only what was published after it was first subscribed; message ids are
+de-duplicated for as long as their rows are kept, not only inside a window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import ColumnElement, and_, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from media_service.db.base import utcnow
+from media_service.db.uow import unit_of_work
+from media_service.events.bus import (
+    BusError,
+    BusHealth,
+    BusUnavailable,
+    DeadLetterCallback,
+    Delivery,
+    DeliveryPolicy,
+    Handler,
+    deliver,
+    subject_matches,
+    validate_subject,
+    validate_subscription,
+)
+from media_service.events.models import BusConsumer, BusDelivery
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_POLL_INTERVAL = 1.0
+# Subjects that must reach a consumer (jobs): like NATS's work-queue stream, which keeps
+# them until a consumer comes, rather than the events' "nobody listens, nothing kept".
+QUEUED_PREFIX = "jobs."
+
+
+class MemoryEventBus:
+    """The default bus: no server, durable through the database."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        url: str = "memory://",
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+    ) -> None:
+        self.url = url
+        self._sessions = sessions
+        self._poll_interval = poll_interval
+        self._consumers: list[_Consumer] = []
+
+    async def start(self) -> None:
+        """Nothing to connect: the database is opened by whoever built ``sessions``."""
+
+    async def publish(self, subject: str, payload: bytes, msg_id: str) -> None:
+        validate_subject(subject)
+        try:
+            async with unit_of_work(self._sessions) as session:
+                names = await _matching_consumers(session, subject)
+                if names:
+                    await _insert_ignoring_duplicates(session, subject, payload, msg_id, names)
+        except Exception as exc:  # any database error means "not accepted"
+            raise BusUnavailable(f"in-process bus could not store {msg_id}: {exc}") from exc
+        if not names and subject.startswith(QUEUED_PREFIX):
+            # A job nobody consumes yet would be lost: refuse it, so it stays in the outbox
+            # (retried by the relay) until a worker of its type has subscribed once.
+            raise BusError(f"no worker has ever subscribed to {subject!r}; {msg_id} waits")
+        for consumer in self._consumers:
+            if consumer.name in names:
+                consumer.wake()
+
+    async def subscribe(
+        self,
+        durable_name: str,
+        subjects: Sequence[str],
+        handler: Handler,
+        *,
+        on_dead_letter: DeadLetterCallback,
+        policy: DeliveryPolicy | None = None,
+    ) -> None:
+        patterns = validate_subscription(durable_name, subjects)
+        async with unit_of_work(self._sessions) as session:
+            row = await session.get(BusConsumer, durable_name)
+            if row is None:
+                session.add(BusConsumer(name=durable_name, subjects=patterns))
+            else:
+                row.subjects = patterns
+        consumer = _Consumer(
+            durable_name, self._sessions, handler, on_dead_letter, policy or DeliveryPolicy(),
+            self._poll_interval,
+        )  # fmt: skip
+        self._consumers.append(consumer)
+        consumer.start()
+
+    async def check(self) -> BusHealth:
+        try:
+            async with self._sessions() as session:
+                names = (await session.execute(select(BusConsumer.name))).scalars().all()
+                rows = await session.execute(
+                    select(BusDelivery.consumer, func.count())
+                    .where(BusDelivery.settled_at.is_(None))
+                    .group_by(BusDelivery.consumer)
+                )
+                lag = dict.fromkeys(names, 0) | {name: int(n) for name, n in rows.all()}
+        except Exception as exc:  # the database is the bus: its error is the bus's
+            raise BusUnavailable(f"in-process bus cannot read its state: {exc}") from exc
+        return BusHealth(self.url, "in-process, stored in the database", lag)
+
+    async def purge_settled(self, older_than: timedelta) -> int:
+        """Delete deliveries settled more than ``older_than`` ago; returns how many."""
+        async with unit_of_work(self._sessions) as session:
+            result = await session.execute(
+                delete(BusDelivery).where(
+                    BusDelivery.settled_at.is_not(None),
+                    BusDelivery.settled_at < utcnow() - older_than,
+                )
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def close(self) -> None:
+        consumers, self._consumers = self._consumers, []
+        await asyncio.gather(*(consumer.stop() for consumer in consumers))
+
+
+# -- one durable consumer -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    msg_id: str
+    subject: str
+    payload: bytes
+    attempts: int
+
+
+class _Consumer:
+    def __init__(
+        self,
+        name: str,
+        sessions: async_sessionmaker[AsyncSession],
+        handler: Handler,
+        on_dead_letter: DeadLetterCallback,
+        policy: DeliveryPolicy,
+        poll_interval: float,
+    ) -> None:
+        self.name = name
+        self._sessions = sessions
+        self._handler = handler
+        self._on_dead_letter = on_dead_letter
+        self._policy = policy
+        self._poll_interval = poll_interval
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"bus-consumer-{self.name}")
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            self._wakeup.clear()
+            try:
+                batch = await self._claim()
+                failures = 0
+            except Exception as exc:  # database down: keep the consumer alive
+                failures += 1
+                log.warning("bus_consumer_claim_failed", consumer=self.name, error=str(exc))
+                await self._sleep(min(self._poll_interval * 2**failures, 30.0))
+                continue
+            if batch:
+                await self._handle(batch)
+                continue
+            await self._sleep(await self._idle_wait())
+
+    async def _handle(self, batch: list[_Claimed]) -> None:
+        """Run the batch's handlers concurrently, then settle them in one transaction."""
+        settles = [_Settle(claimed) for claimed in batch]
+        try:
+            await asyncio.gather(*(self._process(settle) for settle in settles))
+        finally:
+            # Also when stopping: unfinished deliveries are handed back at once.
+            try:
+                await asyncio.shield(self._apply(settles))
+            except Exception as exc:  # the leases bring these messages back later
+                log.warning("bus_settle_failed", consumer=self.name, error=str(exc))
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wakeup.wait()
+
+    async def _idle_wait(self) -> float:
+        """Until the next delayed delivery is due, at most one poll interval."""
+        try:
+            async with self._sessions() as session:
+                next_due = await session.scalar(
+                    select(func.min(BusDelivery.available_at)).where(*self._pending())
+                )
+        except Exception:  # the next claim reports a database failure
+            return self._poll_interval
+        if next_due is None:
+            return self._poll_interval
+        wait = (next_due - utcnow()).total_seconds()
+        return float(min(max(wait, 0.0), self._poll_interval))
+
+    def _pending(self) -> tuple[ColumnElement[bool], ...]:
+        return (BusDelivery.consumer == self.name, BusDelivery.settled_at.is_(None))
+
+    async def _claim(self) -> list[_Claimed]:
+        now = utcnow()
+        lease_until = now + timedelta(seconds=self._policy.ack_wait)
+        async with unit_of_work(self._sessions) as session:
+            rows = (
+                await session.execute(
+                    select(BusDelivery)
+                    .where(*self._pending(), BusDelivery.available_at <= now)
+                    .order_by(BusDelivery.available_at, BusDelivery.created_at)
+                    .limit(self._policy.max_in_flight)
+                    .with_for_update(skip_locked=True)
+                )
+            ).scalars()
+            claimed = []
+            for row in rows:
+                row.attempts += 1
+                row.available_at = lease_until
+                claimed.append(_Claimed(row.msg_id, row.subject, row.payload, row.attempts))
+        return claimed
+
+    async def _process(self, settle: _Settle) -> None:
+        claimed = settle.claimed
+        delivery = Delivery(
+            self.name, claimed.subject, claimed.payload, claimed.msg_id, claimed.attempts
+        )
+        await deliver(delivery, self._handler, self._policy, self._on_dead_letter, settle)
+
+    async def _apply(self, settles: list[_Settle]) -> None:
+        # The attempt count is the fencing token: a row claimed again since is left alone.
+        async with unit_of_work(self._sessions) as session:
+            for settle in settles:
+                await session.execute(
+                    update(BusDelivery)
+                    .where(
+                        and_(
+                            BusDelivery.consumer == self.name,
+                            BusDelivery.msg_id == settle.claimed.msg_id,
+                            BusDelivery.attempts == settle.claimed.attempts,
+                            BusDelivery.settled_at.is_(None),
+                        )
+                    )
+                    .values(**settle.outcome())
+                )
+
+
+class _Settle:
+    """The verdict on one claimed row, written with the rest of its batch."""
+
+    def __init__(self, claimed: _Claimed) -> None:
+        self.claimed = claimed
+        self._values: dict[str, datetime | str] | None = None
+
+    async def ack(self) -> None:
+        self._values = {"settled_at": utcnow()}
+
+    async def nak(self, delay: float, error: str) -> None:
+        self._values = {"available_at": utcnow() + timedelta(seconds=delay), "last_error": error}
+
+    async def term(self, error: str) -> None:
+        self._values = {"settled_at": utcnow(), "last_error": error}
+
+    def outcome(self) -> dict[str, datetime | str]:
+        """What to write; no verdict (the consumer is stopping) hands the row back now."""
+        return self._values if self._values is not None else {"available_at": utcnow()}
+
+
+async def _matching_consumers(session: AsyncSession, subject: str) -> set[str]:
+    rows = await session.execute(select(BusConsumer.name, BusConsumer.subjects))
+    return {
+        name
+        for name, patterns in rows.all()
+        if any(subject_matches(pattern, subject) for pattern in patterns)
+    }
+
+
+async def _insert_ignoring_duplicates(
+    session: AsyncSession, subject: str, payload: bytes, msg_id: str, consumers: set[str]
+) -> None:
+    now = utcnow()
+    values = [
+        {
+            "consumer": name,
+            "msg_id": msg_id,
+            "subject": subject,
+            "payload": payload,
+            "attempts": 0,
+            "available_at": now,
+            "created_at": now,
+        }
+        for name in sorted(consumers)
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    await session.execute(insert(BusDelivery).values(values).on_conflict_do_nothing())

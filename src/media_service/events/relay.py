@@ -1,0 +1,165 @@
+"""The relay: publishes committed outbox rows and marks them sent once the bus acked them.
+
+It claims a batch (a lease, see :class:`OutboxRepository`), publishes each row in order
+with its id as the message id, and marks the published ones. A relay killed between the
+bus's acknowledgement and the mark leaves rows that are published again after the lease:
+the bus drops the duplicate (``Nats-Msg-Id``) and consumers are idempotent anyway. While
+the bus is down the rows stay pending and the relay backs off; nothing is ever dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from datetime import timedelta
+
+import orjson
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from media_service.events.bus import BusUnavailable, EventBus, describe_error
+from media_service.events.observer import event_observer
+from media_service.events.outbox import ClaimedMessage, OutboxRepository
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_RETRY_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+_PUBLISHED = "published"
+_REFUSED = "refused"  # this message only: go on with the batch
+_BUS_DOWN = "bus_down"  # stop the batch and back off
+
+
+class OutboxRelay:
+    """Moves outbox rows to the bus. Start it with :meth:`start`, wake it with
+    :meth:`notify` after a commit, stop it with :meth:`stop`."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        bus: EventBus,
+        *,
+        batch_size: int = 100,
+        poll_interval: float = 1.0,
+        lease: float = 30.0,
+        retry_backoff: Sequence[float] = DEFAULT_RETRY_BACKOFF,
+        concurrency: int = 32,
+    ) -> None:
+        if min(batch_size, concurrency) < 1 or min(poll_interval, lease) <= 0:
+            raise ValueError("batch_size, concurrency, poll_interval and lease must be > 0")
+        if not retry_backoff:
+            raise ValueError("retry_backoff needs at least one delay")
+        self.repository = OutboxRepository(sessions)
+        self._sessions = sessions
+        self._bus = bus
+        self._batch_size = batch_size
+        self._concurrency = concurrency
+        self._poll_interval = poll_interval
+        self._lease = timedelta(seconds=lease)
+        self._retry_backoff = tuple(retry_backoff)
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._failures = 0  # consecutive passes that could not reach the bus or database
+
+    def notify(self) -> None:
+        """Publish soon: something was committed to the outbox."""
+        self._wakeup.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def run(self) -> None:
+        """Publish until cancelled."""
+        while True:
+            self._wakeup.clear()
+            try:
+                published = await self.run_once()
+            except Exception as exc:  # the database is down: try again after a back-off
+                self._failures += 1
+                log.warning("outbox_relay_failed", error=describe_error(exc))
+                published = 0
+            if published >= self._batch_size and self._failures == 0:
+                continue  # more may be waiting
+            if self._failures:
+                # Commits during an outage must not cut the back-off short: each early
+                # pass would fail again and push the back-off (and the rows) further out.
+                await asyncio.sleep(self._backoff())
+            else:
+                await self._sleep(self._poll_interval)
+
+    def _backoff(self) -> float:
+        return self._delay(self._failures)
+
+    async def run_once(self) -> int:
+        """Publish one batch of due rows; returns how many were published.
+
+        Up to ``concurrency`` publishes are in flight at once (NATS pipelines them on one
+        connection), so the order of arrival may differ from the order of commits.
+        """
+        batch = await self.repository.claim_pending(self._batch_size, self._lease)
+        published: list[str] = []
+        bus_down = False
+        try:
+            for start in range(0, len(batch), self._concurrency):
+                chunk = batch[start : start + self._concurrency]
+                outcomes = await asyncio.gather(*(self._publish(m) for m in chunk))
+                published += [m.id for m, o in zip(chunk, outcomes, strict=True) if o is _PUBLISHED]
+                if _BUS_DOWN in outcomes:
+                    bus_down = True
+                    rest = [m.id for m in batch[start + len(chunk) :]]
+                    await self.repository.release(rest, timedelta(seconds=self._next_backoff()))
+                    break
+        finally:
+            await self.repository.mark_published(published)
+        self._report(batch, published)
+        if bus_down:
+            self._failures += 1
+        elif batch:
+            self._failures = 0
+        return len(published)
+
+    async def _publish(self, message: ClaimedMessage) -> str:
+        try:
+            await self._bus.publish(message.subject, orjson.dumps(message.payload), message.id)
+        except BusUnavailable as exc:
+            error = describe_error(exc)
+            log.warning("outbox_bus_unavailable", msg_id=message.id, error=error)
+            retry_in = timedelta(seconds=self._next_backoff())
+            await self.repository.mark_failed(message.id, error, retry_in)
+            return _BUS_DOWN
+        except Exception as exc:  # this message was refused: retry it later, go on
+            error = describe_error(exc)
+            log.error("outbox_publish_refused", msg_id=message.id, error=error)
+            retry_in = timedelta(seconds=self._delay(message.attempts + 1))
+            await self.repository.mark_failed(message.id, error, retry_in)
+            return _REFUSED
+        return _PUBLISHED
+
+    def _report(self, batch: Sequence[ClaimedMessage], published: Sequence[str]) -> None:
+        observer = event_observer(self._sessions)
+        if observer is not None and published:
+            done = set(published)
+            for message in batch:
+                if message.id in done:
+                    observer.published(message.kind, message.subject)
+
+    def _next_backoff(self) -> float:
+        return self._delay(self._failures + 1)
+
+    def _delay(self, attempt: int) -> float:
+        return self._retry_backoff[min(max(attempt, 1), len(self._retry_backoff)) - 1]
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wakeup.wait()

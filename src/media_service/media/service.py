@@ -1,0 +1,163 @@
+"""Rules of the media files domain once a file is stored: read, list, change, delete,
+share. (Storing a file is :mod:`media_service.media.uploads`.)
+
+The service works inside the caller's unit of work and never commits. A delete removes the
+row and records ``file.deleted``; the stored bytes go when a consumer handles that event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from media_service.auth.principal import Principal
+from media_service.config import Settings
+from media_service.db.base import utcnow
+from media_service.errors import (
+    Forbidden,
+    NotFound,
+    Unprocessable,
+)
+from media_service.events import FileDeleted, record_event
+from media_service.ids import is_valid_id
+from media_service.media import policy
+from media_service.media.filenames import sanitize_file_name
+from media_service.media.models import MediaFile
+from media_service.media.repository import MediaFileRepository
+from media_service.media.schemas import ListFilters, MediaFilePatch
+from media_service.media.signing import UrlSigner
+from media_service.storage import BlobStore, ByteRange
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedUrl:
+    path_and_query: str
+    expires_at: datetime
+
+
+class MediaService:
+    """Media files as the API and the CLI see them."""
+
+    def __init__(
+        self, session: AsyncSession, blobs: BlobStore, settings: Settings, signer: UrlSigner
+    ) -> None:
+        self.session = session
+        self.repository = MediaFileRepository(session)
+        self.blobs = blobs
+        self.settings = settings
+        self.signer = signer
+
+    # -- read --------------------------------------------------------------------------------
+
+    async def get(self, principal: Principal, file_id: str) -> MediaFile:
+        """The file if ``principal`` may see it; :class:`NotFound` otherwise."""
+        _require_file_id(file_id)
+        file = await self.repository.get_visible(file_id, policy.read_visibility(principal))
+        if file is None:
+            raise NotFound(f"no file {file_id}")
+        return file
+
+    async def get_signed(
+        self, file_id: str, method: str, path: str, query: dict[str, str]
+    ) -> MediaFile:
+        """The file a signed URL points to; the signature is the authorisation."""
+        self.signer.verify(method, path, query.get("exp"), query.get("kid"), query.get("sig"))
+        _require_file_id(file_id)
+        file = await self.repository.get(file_id)
+        if file is None:
+            raise NotFound(f"no file {file_id}")
+        return file
+
+    async def list(
+        self, principal: Principal, filters: ListFilters
+    ) -> tuple[list[MediaFile], str | None]:
+        """A page of visible files, newest first, and the cursor of the next page."""
+        if filters.cursor and not is_valid_id(filters.cursor, "file"):
+            raise Unprocessable(
+                "invalid cursor", errors=[{"loc": ["query", "cursor"], "msg": "not a cursor"}]
+            )
+        rows = list(await self.repository.list(policy.read_visibility(principal), filters))
+        has_more = len(rows) > filters.limit
+        rows = rows[: filters.limit]
+        return rows, rows[-1].file_id if has_more and rows else None
+
+    def content(self, file: MediaFile, byte_range: ByteRange | None) -> AsyncIterator[bytes]:
+        """The file's bytes (or one range of them), streamed from storage."""
+        return self.blobs.get(file.storage_path, byte_range)
+
+    # -- change --------------------------------------------------------------------------------
+
+    async def update(self, principal: Principal, file_id: str, patch: MediaFilePatch) -> MediaFile:
+        """Apply ``patch``: processed flag (services, admins), owner and name (writers)."""
+        file = await self.get(principal, file_id)
+        if patch.processed is not None:
+            if not policy.can_mark_processed(principal):
+                raise Forbidden("only services may report processing")
+            file.processed = patch.processed
+            file.processed_at = utcnow() if patch.processed else None
+        if patch.owner_type or patch.owner_id or patch.file_name:
+            self._ensure_writable(principal, file)
+            self._apply_owner_and_name(principal, file, patch)
+        await self.session.flush()
+        return file
+
+    def _apply_owner_and_name(
+        self, principal: Principal, file: MediaFile, patch: MediaFilePatch
+    ) -> None:
+        owner_type = patch.owner_type or file.owner_type
+        owner_id = patch.owner_id or file.owner_id
+        if (owner_type, owner_id) != (file.owner_type, file.owner_id):
+            if not policy.can_upload_for(principal, owner_type, owner_id):
+                raise Forbidden(f"you may not assign files to this {owner_type.value}")
+            file.owner_type, file.owner_id = owner_type, owner_id
+        if patch.file_name:
+            file.file_name = sanitize_file_name(
+                patch.file_name, max_length=self.settings.max_file_name_length
+            )
+
+    def _ensure_writable(self, principal: Principal, file: MediaFile) -> None:
+        if not policy.write_visibility(principal).allows(file):
+            raise Forbidden("you may read this file but not change it")
+
+    async def delete(self, principal: Principal, file_id: str) -> None:
+        """Remove the row now; ``file.deleted``, published after the commit, has the
+        consumer in ``media.consumers`` remove the stored bytes (retried until done)."""
+        file = await self.get(principal, file_id)
+        self._ensure_writable(principal, file)
+        await self.repository.delete(file)
+        deleted = FileDeleted(
+            file_id=file.file_id, user_id=principal.subject, organization_id=file.organization_id
+        )
+        record_event(self.session, deleted)
+        log.info("file_deleted", file_id=file.file_id)
+
+    # -- share ---------------------------------------------------------------------------------
+
+    async def sign_url(
+        self, principal: Principal, file_id: str, path: str, expires_in: int | None
+    ) -> SignedUrl:
+        """A URL for ``path`` that works without a token until it expires."""
+        await self.get(principal, file_id)
+        lifetime = expires_in or self.settings.signed_url_ttl_seconds
+        if lifetime > self.settings.signed_url_max_seconds:
+            raise Unprocessable(
+                f"expires_in may be at most {self.settings.signed_url_max_seconds} seconds",
+                errors=[{"loc": ["body", "expires_in"], "msg": "too long"}],
+            )
+        expires = int(time.time()) + lifetime
+        query = self.signer.sign("GET", path, expires).as_query()
+        return SignedUrl(f"{path}?{query}", datetime.fromtimestamp(expires, tz=UTC))
+
+
+def _require_file_id(file_id: str) -> None:
+    """Anything that is not an id we issued is simply not found (and never reaches SQL,
+    where a NUL byte would be a driver error on PostgreSQL)."""
+    if not is_valid_id(file_id, "file"):
+        raise NotFound(f"no file {file_id[:60]!r}")

@@ -1,0 +1,173 @@
+"""Prometheus metrics at ``/metrics``.
+
+Each app has its own :class:`ServiceMetrics` (its own ``CollectorRegistry``, built by
+``create_app``), so nothing is registered at import and two apps in one process (tests)
+do not share counters. Counters move as the relay and the consumers report to it (see
+``events.observer``); the outbox, dead-letter and job gauges are read from the database
+(and the bus) when ``/metrics`` is scraped, asynchronously, before the text is generated,
+so a scrape never blocks the event loop on a query.
+
+Jobs by state (``media_jobs{state=...}``): ``queued`` are job rows still in the outbox
+(not yet published), ``waiting`` are published jobs the job consumers (``job_*``) have not
+acknowledged yet (their bus lag: not started, running, or waiting for a retry), ``dead``
+are job dead letters not yet retried. A job published before any worker of its type
+subscribed is in none of them on NATS (the stream keeps it until a worker comes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import structlog
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
+from prometheus_client.exposition import generate_latest
+
+from media_service.deps import StateDep
+from media_service.events import DeadLetterRepository, OutboxRepository
+from media_service.events.bus import describe_error
+from media_service.events.observer import observe_events
+from media_service.jobs.registry import CONSUMER_PREFIX, SUBJECT_PREFIX
+from media_service.state import ServiceState
+
+log = structlog.get_logger(__name__)
+
+SCRAPE_QUERY_TIMEOUT = 5.0
+
+
+class ServiceMetrics:
+    """The metrics of one app; also the :class:`events.observer.EventObserver` of its
+    relay and consumers."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.outbox_backlog = Gauge(
+            "media_outbox_backlog", "Outbox rows not yet published", registry=registry
+        )
+        self.outbox_oldest_age = Gauge(
+            "media_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished outbox row (0 when none)",
+            registry=registry,
+        )
+        self.dead_letters = Gauge(
+            "media_dead_letters", "Dead letters not yet retried", registry=registry
+        )
+        self.jobs = Gauge(
+            "media_jobs",
+            "Jobs by state: queued (in the outbox), waiting (published, not yet acknowledged "
+            "by a worker), dead (dead letters not yet retried)",
+            ["state"],
+            registry=registry,
+        )
+        self.jobs_oldest_queued_age = Gauge(
+            "media_jobs_oldest_queued_age_seconds",
+            "Age of the oldest job still in the outbox (0 when none)",
+            registry=registry,
+        )
+        self.events_published = Counter(
+            "media_events_published",
+            "Events the bus acknowledged and the relay marked published",
+            ["event_type"],
+            registry=registry,
+        )
+        self.events_handled = Counter(
+            "media_events_handled",
+            "Events a consumer applied (effect committed)",
+            ["consumer"],
+            registry=registry,
+        )
+        self.events_duplicate = Counter(
+            "media_events_duplicate",
+            "Events a consumer had already applied and skipped",
+            ["consumer"],
+            registry=registry,
+        )
+        self.handler_failures = Counter(
+            "media_event_handler_failures",
+            "Deliveries whose handler raised or rejected the message",
+            ["consumer"],
+            registry=registry,
+        )
+
+    # -- EventObserver ----------------------------------------------------------------------
+
+    def published(self, kind: str, subject: str) -> None:
+        if kind == "event":  # jobs are counted by the job queue's own metrics
+            self.events_published.labels(event_type=subject).inc()
+
+    def handled(self, consumer: str) -> None:
+        self.events_handled.labels(consumer=consumer).inc()
+
+    def duplicate(self, consumer: str) -> None:
+        self.events_duplicate.labels(consumer=consumer).inc()
+
+    def failed(self, consumer: str) -> None:
+        self.handler_failures.labels(consumer=consumer).inc()
+
+    # -- wiring -----------------------------------------------------------------------------
+
+    def attach(self, state: ServiceState) -> None:
+        """Count what the relay and consumers of ``state`` do (call before they start)."""
+        observe_events(state.sessions, self)
+
+    async def refresh(self, state: ServiceState) -> None:
+        """Read the gauges from the database and the bus; NaN (unknown) when they cannot be
+        read."""
+        await self._refresh_database(state)
+        await self._refresh_waiting_jobs(state)
+
+    async def _refresh_database(self, state: ServiceState) -> None:
+        outbox = OutboxRepository(state.sessions)
+        dead_letters = DeadLetterRepository(state.sessions)
+        try:
+            async with asyncio.timeout(SCRAPE_QUERY_TIMEOUT):
+                backlog = await outbox.backlog()
+                dead = await dead_letters.count()
+                jobs = await outbox.backlog(kind="job")
+                dead_jobs = await dead_letters.count(subject_prefix=SUBJECT_PREFIX)
+        except Exception as exc:  # a scrape must still answer: unknown, and say why in the log
+            log.warning("metrics_refresh_failed", error=describe_error(exc))
+            for gauge in (
+                self.outbox_backlog,
+                self.outbox_oldest_age,
+                self.dead_letters,
+                self.jobs_oldest_queued_age,
+                self.jobs.labels(state="queued"),
+                self.jobs.labels(state="dead"),
+            ):
+                gauge.set(math.nan)
+            return
+        self.outbox_backlog.set(backlog.pending)
+        self.outbox_oldest_age.set(backlog.oldest_age_seconds or 0.0)
+        self.dead_letters.set(dead)
+        self.jobs.labels(state="queued").set(jobs.pending)
+        self.jobs_oldest_queued_age.set(jobs.oldest_age_seconds or 0.0)
+        self.jobs.labels(state="dead").set(dead_jobs)
+
+    async def _refresh_waiting_jobs(self, state: ServiceState) -> None:
+        """Published jobs not yet acknowledged: the lag of the job consumers on the bus."""
+        try:
+            async with asyncio.timeout(SCRAPE_QUERY_TIMEOUT):
+                health = await state.bus.check()
+        except Exception as exc:
+            log.warning("metrics_bus_check_failed", error=describe_error(exc))
+            self.jobs.labels(state="waiting").set(math.nan)
+            return
+        waiting = sum(
+            lag for name, lag in health.consumer_lag.items() if name.startswith(CONSUMER_PREFIX)
+        )
+        self.jobs.labels(state="waiting").set(waiting)
+
+    def router(self) -> APIRouter:
+        router = APIRouter(tags=["operations"])
+
+        @router.get("/metrics", response_class=Response)
+        async def metrics(state: StateDep) -> Response:
+            """Prometheus metrics (text exposition format)."""
+            await self.refresh(state)
+            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+        return router

@@ -1,0 +1,39 @@
+"""Background work of a running service: the bus, the domains' consumers, the relay."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from media_service.events import IdempotentConsumer, start_consumer
+from media_service.jobs import JobHandler, JobRegistry, Worker
+from media_service.media.consumers import purge_deleted_files
+from media_service.state import ServiceState
+
+
+def domain_consumers(state: ServiceState) -> list[IdempotentConsumer[Any]]:
+    """Every domain's event consumers (each a durable subscription of its own)."""
+    return [purge_deleted_files(state.blobs)]
+
+
+# Every job type some code enqueues; start-up fails unless each has exactly one handler.
+ENQUEUED_JOBS: tuple[str, ...] = ()
+
+
+def domain_jobs(state: ServiceState) -> list[JobHandler[Any]]:
+    """Every domain's job handlers (one durable consumer per job type)."""
+    return []
+
+
+async def start_background(state: ServiceState) -> None:
+    """Connect the bus, subscribe the consumers, then start relaying the outbox.
+
+    Consumers subscribe before the relay runs, so the in-process bus (which delivers to
+    the consumers that exist when a message is published) never misses one.
+    """
+    registry = JobRegistry(domain_jobs(state))
+    registry.validate(ENQUEUED_JOBS)
+    await state.bus.start()
+    for consumer in domain_consumers(state):
+        await start_consumer(state.bus, state.sessions, consumer)
+    await Worker(state.bus, state.sessions, registry).start()
+    state.relay.start()

@@ -1,0 +1,70 @@
+"""What the running service holds: built by the app factory or the CLI, never at import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from media_service.auth.secrets import load_or_create_secret
+from media_service.auth.tokens import TokenService
+from media_service.config import Settings
+from media_service.db.engine import create_engine, create_session_factory
+from media_service.events import EventBus, OutboxRelay, open_event_bus, wake_on_commit
+from media_service.media.signing import UrlSigner, derive_signing_key, parse_signing_keys
+from media_service.storage import BlobStore, open_blob_store
+
+
+@dataclass
+class ServiceState:
+    """Backends and shared services of one process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    blobs: BlobStore
+    tokens: TokenService
+    signer: UrlSigner
+    bus: EventBus
+    relay: OutboxRelay
+
+    @classmethod
+    def build(cls, settings: Settings) -> ServiceState:
+        """Construct every backend from ``settings``; nothing connects yet."""
+        secret = load_or_create_secret(settings)
+        engine = create_engine(settings.database_url)
+        sessions = create_session_factory(engine)
+        bus = open_event_bus(settings.events_url, sessions)
+        relay = OutboxRelay(sessions, bus)
+        wake_on_commit(sessions, relay.notify)  # publish right after each commit
+        keys = (
+            parse_signing_keys(settings.signing_keys.get_secret_value())
+            if settings.signing_keys
+            else [derive_signing_key(secret)]
+        )
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            blobs=open_blob_store(settings.storage_url),
+            tokens=TokenService(
+                secret,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                jwks_url=settings.jwks_url,
+            ),
+            signer=UrlSigner(keys),
+            bus=bus,
+            relay=relay,
+        )
+
+    async def stop_background(self) -> None:
+        """Stop relaying and consuming; the backends stay usable."""
+        await self.relay.stop()
+        await self.bus.close()
+
+    async def close(self) -> None:
+        """Stop background work and release every backend (safe if never started)."""
+        await self.stop_background()
+        await self.blobs.close()
+        await self.engine.dispose()

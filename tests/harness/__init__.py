@@ -1,0 +1,1 @@
+"""Test harnesses that start real services (PostgreSQL, ...) for the test suite."""

@@ -1,0 +1,75 @@
+"""Signed URLs: what is signed verifies; any change, expiry or retired key does not."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from media_service.errors import InvalidSignature
+from media_service.media.signing import (
+    SigningKey,
+    UrlSigner,
+    derive_signing_key,
+    parse_signing_keys,
+)
+
+NOW = 1_800_000_000
+OLD = SigningKey("old", b"o" * 32)
+NEW = SigningKey("new", b"n" * 32)
+paths = st.text(
+    alphabet=st.characters(codec="ascii", exclude_categories=["Cc"]), min_size=1, max_size=80
+)
+
+
+@given(path=paths, ttl=st.integers(min_value=1, max_value=7 * 86400))
+def test_a_signed_url_verifies_until_it_expires(path: str, ttl: int) -> None:
+    signer = UrlSigner([NEW])
+    signed = signer.sign("GET", path, NOW + ttl)
+    signer.verify("GET", path, str(signed.expires), signed.kid, signed.signature, now=NOW)
+    signer.verify("HEAD", path, str(signed.expires), signed.kid, signed.signature, now=NOW)
+    with pytest.raises(InvalidSignature):
+        signer.verify(
+            "GET", path, str(signed.expires), signed.kid, signed.signature, now=NOW + ttl + 1
+        )
+
+
+@given(path=paths, other=paths, delta=st.integers(min_value=1, max_value=10**6))
+def test_any_altered_part_fails(path: str, other: str, delta: int) -> None:
+    signer = UrlSigner([NEW])
+    signed = signer.sign("GET", path, NOW + 60)
+    exp, kid, sig = str(signed.expires), signed.kid, signed.signature
+    attempts = [
+        ("GET", path, str(signed.expires + delta), kid, sig),
+        ("POST", path, exp, kid, sig),
+        ("GET", path, exp, "k0", sig),
+        ("GET", path, exp, kid, sig[:-1] + ("A" if sig[-1] != "A" else "B")),
+        ("GET", path, exp, kid, ""),
+        ("GET", path, "", kid, sig),
+        ("GET", path, "-5", kid, sig),
+    ]
+    if other != path:
+        attempts.append(("GET", other, exp, kid, sig))
+    for method, p, e, k, s in attempts:
+        with pytest.raises(InvalidSignature):
+            signer.verify(method, p, e, k, s, now=NOW)
+
+
+def test_rotation_keeps_old_urls_valid_until_the_old_key_is_retired() -> None:
+    before = UrlSigner([OLD]).sign("GET", "/x", NOW + 60)
+    rotating = UrlSigner([NEW, OLD])
+    rotating.verify("GET", "/x", str(before.expires), before.kid, before.signature, now=NOW)
+    assert rotating.sign("GET", "/x", NOW + 60).kid == "new"
+    retired = UrlSigner([NEW])
+    with pytest.raises(InvalidSignature):
+        retired.verify("GET", "/x", str(before.expires), before.kid, before.signature, now=NOW)
+
+
+def test_signing_key_configuration() -> None:
+    keys = parse_signing_keys("b:" + "2" * 16 + ", a:" + "1" * 16)
+    assert [key.kid for key in keys] == ["b", "a"]
+    for bad in ("", "nokey", "k:short", ":" + "x" * 20):
+        with pytest.raises(ValueError, match="MEDIA_SIGNING_KEYS"):
+            parse_signing_keys(bad)
+    assert derive_signing_key("s1") == derive_signing_key("s1")
+    assert derive_signing_key("s1").secret != derive_signing_key("s2").secret
