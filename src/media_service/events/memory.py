@@ -41,10 +41,12 @@ from media_service.events.bus import (
     validate_subscription,
 )
 from media_service.events.models import BusConsumer, BusDelivery
+from media_service.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_POLL_INTERVAL = 1.0
+SETTLE_TIMEOUT = 10.0  # seconds; an unsettled lease comes back after ack_wait anyway
 # Subjects that must reach a consumer (jobs): like NATS's work-queue stream, which keeps
 # them until a consumer comes, rather than the events' "nobody listens, nothing kept".
 QUEUED_PREFIX = "jobs."
@@ -175,12 +177,9 @@ class _Consumer:
         self._wakeup.set()
 
     async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            await cancel_and_wait(task)
 
     async def _run(self) -> None:
         failures = 0
@@ -207,7 +206,8 @@ class _Consumer:
         finally:
             # Also when stopping: unfinished deliveries are handed back at once.
             try:
-                await asyncio.shield(self._apply(settles))
+                # Bounded: on a busy SQLite the write lock can take up to busy_timeout.
+                await asyncio.shield(asyncio.wait_for(self._apply(settles), SETTLE_TIMEOUT))
             except Exception as exc:  # the leases bring these messages back later
                 log.warning("bus_settle_failed", consumer=self.name, error=str(exc))
 

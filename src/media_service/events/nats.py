@@ -57,6 +57,7 @@ from media_service.events.nats_pull import MSG_ID_HEADER, PullConsumer
 log = structlog.get_logger(__name__)
 
 DAY = 24 * 3600.0
+CLOSE_TIMEOUT = 5.0  # seconds for the NATS client to close before we let it go
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +181,10 @@ class NatsEventBus:
         if client is not None and not client.is_closed:
             with contextlib.suppress(Exception):
                 await client.flush(timeout=1)
+            # nats-py's close() waits for its reader and flusher tasks; never for ever.
             with contextlib.suppress(Exception):
-                await client.close()
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await client.close()
 
     # -- publishing -------------------------------------------------------------------------
 

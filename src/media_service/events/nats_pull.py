@@ -29,6 +29,7 @@ from media_service.events.bus import (
     Handler,
     deliver,
 )
+from media_service.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from media_service.events.nats import NatsEventBus
@@ -98,11 +99,9 @@ class PullConsumer:
         self._task = asyncio.create_task(self._run(), name=f"nats-consumer-{self._name}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            await cancel_and_wait(task)
 
     async def _run(self) -> None:
         try:

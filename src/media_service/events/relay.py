@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from media_service.events.bus import BusUnavailable, EventBus, describe_error
 from media_service.events.observer import event_observer
 from media_service.events.outbox import ClaimedMessage, OutboxRepository
+from media_service.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -74,9 +75,7 @@ class OutboxRelay:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def run(self) -> None:
         """Publish until cancelled."""
