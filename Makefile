@@ -34,6 +34,7 @@ test: lint typecheck ## lint, type-check, then the whole suite on every backend
 bench: install ## side-by-side benchmarks; results go to docs/benchmarks.md by hand
 	$(PY) bench/upload.py
 	$(PY) bench/events.py
+	$(PY) bench/preprocess.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

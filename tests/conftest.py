@@ -155,7 +155,9 @@ def stack_settings(
         jwt_secret=TEST_SECRET,  # type: ignore[arg-type]
         auto_migrate=False,
         log_format="console",
-        **overrides,  # type: ignore[arg-type]
+        # Most tests compare file records before and after; preprocessing would change
+        # them behind their back. Its own tests turn it on.
+        **{"preprocess_uploads": False, **overrides},  # type: ignore[arg-type]
     )
 
 

@@ -14,8 +14,10 @@ from media_service.db.migrate import upgrade_to_head
 from media_service.health import router as health_router
 from media_service.jobs.router import router as admin_jobs_router
 from media_service.media.router import router as files_router
+from media_service.metadata.router import router as metadata_router
 from media_service.metrics import ServiceMetrics
 from media_service.middleware import RequestContextMiddleware
+from media_service.preprocessing.router import router as preprocessing_router
 from media_service.problems import install_problem_handlers
 from media_service.runtime import start_background
 from media_service.state import ServiceState
@@ -53,5 +55,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.include_router(health_router)
     app.include_router(files_router)
     app.include_router(admin_jobs_router)
+    app.include_router(preprocessing_router)
+    app.include_router(metadata_router)
     app.include_router(metrics.router())
     return app

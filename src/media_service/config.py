@@ -54,6 +54,33 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=100_000_000, ge=1)
     max_file_name_length: int = Field(default=255, ge=16, le=1024)
 
+    preprocess_uploads: bool = Field(
+        default=True, description="Make renditions (and find faces) after each upload"
+    )
+    imaging_workers: int | None = Field(
+        default=None, ge=1, le=64, description="Decode/encode processes; default: one per core"
+    )
+    render_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    thumbnail_size: int = Field(default=256, ge=16, le=1024)
+    thumbnail_quality: int = Field(default=75, ge=1, le=100)
+    preview_size: int = Field(default=1440, ge=256, le=8192)
+    preview_quality: int = Field(default=82, ge=1, le=100)
+    preview_max_bytes: int | None = Field(
+        default=None, ge=10_000, description="Byte budget of a preview (quality is lowered)"
+    )
+    max_rendition_side: int = Field(default=8192, ge=256, le=16384)
+    detect_faces: bool = Field(default=True, description="Find faces when analysing photos")
+    analyse_photos: bool = Field(
+        default=True, description="EXIF, place, quality, colours, faces and text of each photo"
+    )
+    ocr: bool = Field(default=True, description="Read text with Tesseract when it is installed")
+    ai_service_url: str | None = Field(
+        default=None,
+        description="An external AI/vision service to ask for labels (docs/analyzer.md)",
+    )
+    ai_service_token: SecretStr | None = None
+    ai_service_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
     gc_grace_seconds: int = Field(default=3600, ge=0)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
 

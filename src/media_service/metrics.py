@@ -23,7 +23,9 @@ import structlog
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
 
 from media_service.deps import StateDep
 from media_service.events import DeadLetterRepository, OutboxRepository
@@ -112,6 +114,7 @@ class ServiceMetrics:
     def attach(self, state: ServiceState) -> None:
         """Count what the relay and consumers of ``state`` do (call before they start)."""
         observe_events(state.sessions, self)
+        self.registry.register(_RenderCollector(state))
 
     async def refresh(self, state: ServiceState) -> None:
         """Read the gauges from the database and the bus; NaN (unknown) when they cannot be
@@ -171,3 +174,29 @@ class ServiceMetrics:
             return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
         return router
+
+
+class _RenderCollector(Collector):
+    """Renders of this process, read from the state's counters at scrape time."""
+
+    def __init__(self, state: ServiceState) -> None:
+        self._state = state
+
+    def collect(self) -> list[Metric]:
+        renders = CounterMetricFamily(
+            "media_renders",
+            "Decodes run in the imaging pool, by kind (preprocess, rendition, faces, face_crop)",
+            labels=["kind"],
+        )
+        for kind, count in sorted(self._state.render_counts.items()):
+            renders.add_metric([kind], count)
+        waits = CounterMetricFamily(
+            "media_render_waits",
+            "Requests that waited for an identical render already in flight",
+        )
+        waits.add_metric([], self._state.flights.joined)
+        in_flight = GaugeMetricFamily(
+            "media_renders_in_flight", "Distinct renders running now in this process"
+        )
+        in_flight.add_metric([], self._state.flights.in_flight())
+        return [renders, waits, in_flight]

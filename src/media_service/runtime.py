@@ -7,21 +7,29 @@ from typing import Any
 from media_service.events import IdempotentConsumer, start_consumer
 from media_service.jobs import JobHandler, JobRegistry, Worker
 from media_service.media.consumers import purge_deleted_files
+from media_service.metadata import jobs as metadata
+from media_service.metadata.consumers import create_metadata_records
+from media_service.preprocessing import jobs as preprocessing
+from media_service.preprocessing.consumers import preprocess_uploaded_files
 from media_service.state import ServiceState
 
 
 def domain_consumers(state: ServiceState) -> list[IdempotentConsumer[Any]]:
     """Every domain's event consumers (each a durable subscription of its own)."""
-    return [purge_deleted_files(state.blobs)]
+    return [
+        purge_deleted_files(state.blobs),
+        preprocess_uploaded_files(state),
+        create_metadata_records(state),
+    ]
 
 
 # Every job type some code enqueues; start-up fails unless each has exactly one handler.
-ENQUEUED_JOBS: tuple[str, ...] = ()
+ENQUEUED_JOBS: tuple[str, ...] = (preprocessing.PREPROCESS, *metadata.ENQUEUED)
 
 
 def domain_jobs(state: ServiceState) -> list[JobHandler[Any]]:
     """Every domain's job handlers (one durable consumer per job type)."""
-    return []
+    return [*preprocessing.preprocessing_jobs(state), *metadata.metadata_jobs(state)]
 
 
 async def start_background(state: ServiceState) -> None:

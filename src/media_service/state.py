@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from media_service.auth.secrets import load_or_create_secret
 from media_service.auth.tokens import TokenService
+from media_service.bytecache import BytesCache
 from media_service.config import Settings
-from media_service.db.engine import create_engine, create_session_factory
+from media_service.db.engine import (
+    create_engine,
+    create_read_session_factory,
+    create_session_factory,
+)
 from media_service.events import EventBus, OutboxRelay, open_event_bus, wake_on_commit
+from media_service.imaging.pool import ImagingPool, shared_pool
 from media_service.media.signing import UrlSigner, derive_signing_key, parse_signing_keys
+from media_service.singleflight import SingleFlight
 from media_service.storage import BlobStore, open_blob_store
 
 
@@ -22,11 +31,18 @@ class ServiceState:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    read_sessions: async_sessionmaker[AsyncSession]  # lookups only: never write with these
     blobs: BlobStore
     tokens: TokenService
     signer: UrlSigner
     bus: EventBus
     relay: OutboxRelay
+    imaging: ImagingPool
+    # Per process: identical renders in flight run once; counts of renders by kind.
+    flights: SingleFlight[Any] = field(default_factory=SingleFlight)
+    render_counts: Counter[str] = field(default_factory=Counter)
+    # Small immutable objects (renditions, crops) recently served, by storage key.
+    hot_objects: BytesCache = field(default_factory=BytesCache)
 
     @classmethod
     def build(cls, settings: Settings) -> ServiceState:
@@ -46,6 +62,7 @@ class ServiceState:
             settings=settings,
             engine=engine,
             sessions=sessions,
+            read_sessions=create_read_session_factory(engine),
             blobs=open_blob_store(settings.storage_url),
             tokens=TokenService(
                 secret,
@@ -56,6 +73,8 @@ class ServiceState:
             signer=UrlSigner(keys),
             bus=bus,
             relay=relay,
+            # One pool per process, shared by every app in it (tests build many).
+            imaging=shared_pool(settings.imaging_workers),
         )
 
     async def stop_background(self) -> None:

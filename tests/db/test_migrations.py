@@ -12,7 +12,12 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from media_service.db.engine import create_engine
-from media_service.db.migrate import alembic_config, pending_migrations, upgrade_to_head
+from media_service.db.migrate import (
+    alembic_config,
+    include_object_for,
+    pending_migrations,
+    upgrade_to_head,
+)
 from media_service.db.models import metadata
 
 from harness.postgres import PostgresServer, unique_database_name
@@ -27,7 +32,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def _differences(connection: Connection) -> list[object]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    opts = {"compare_type": True, "include_object": include_object_for(connection.dialect.name)}
+    context = MigrationContext.configure(connection, opts=opts)
     return list(compare_metadata(context, metadata))
 
 

@@ -21,7 +21,7 @@ from media_service.auth.principal import Principal, Role
 from media_service.db.models import metadata
 from media_service.media import policy
 from media_service.media.models import FileType, MediaFile, OwnerType
-from media_service.media.repository import _visible
+from media_service.media.repository import visible_clause as _visible
 
 ST, CS, TE, OT, US = (
     OwnerType.STUDENT,

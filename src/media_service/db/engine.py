@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
+READ_ONLY = "media_read_only"  # execution option: begin a deferred transaction on SQLite
+
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """An AsyncEngine tuned for ``url``'s database; connects lazily."""
@@ -25,6 +27,14 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded objects usable after commit (we return them as JSON)."""
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def create_read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for lookups that never write: on SQLite they do not take the write lock,
+    so hot read paths (serving renditions) do not queue behind each other or writers."""
+    return async_sessionmaker(
+        engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False, autoflush=False
+    )
 
 
 def _sqlite_engine(url: str, *, echo: bool) -> AsyncEngine:
@@ -49,8 +59,10 @@ def _sqlite_engine(url: str, *, echo: bool) -> AsyncEngine:
     def _on_begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads and
         # then writes can fail at once with "database is locked" under concurrency,
-        # whereas an immediate one waits for busy_timeout.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # whereas an immediate one waits for busy_timeout. Sessions that only read (see
+        # create_read_session_factory) begin deferred: in WAL mode they block no one.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -41,3 +42,18 @@ async def pending_migrations(engine: AsyncEngine) -> list[str]:
         return []
     script = ScriptDirectory.from_config(alembic_config())
     return [rev.revision for rev in script.iterate_revisions(head, revision)]
+
+
+def include_object_for(dialect: str) -> Callable[[object, str | None, str, bool, object], bool]:
+    """Alembic's ``include_object`` for ``dialect``: leaves out the indexes declared for
+    another database (``Index(...).ddl_if(dialect=...)``, e.g. PostgreSQL's GIN indexes)."""
+
+    def include_object(
+        obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+    ) -> bool:
+        if type_ == "index" and not reflected:
+            wanted = getattr(getattr(obj, "_ddl_if", None), "dialect", None)
+            return wanted is None or wanted == dialect
+        return True
+
+    return include_object

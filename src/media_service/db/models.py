@@ -3,7 +3,15 @@
 from media_service.db.base import Base
 from media_service.events import models as events_models
 from media_service.media import models as media_models
+from media_service.metadata import models as metadata_models
+from media_service.preprocessing import models as preprocessing_models
 
 metadata = Base.metadata
 
-__all__ = ["events_models", "media_models", "metadata"]
+__all__ = [
+    "events_models",
+    "media_models",
+    "metadata",
+    "metadata_models",
+    "preprocessing_models",
+]

@@ -70,6 +70,18 @@ def read_visibility(principal: Principal) -> Visibility:
     )
 
 
+def private_visibility(principal: Principal) -> Visibility:
+    """Whose location and face data ``principal`` may see: admins everything in their
+    organization; everyone else only files they own or uploaded (a teacher does not see
+    where a class photo was taken unless they took it)."""
+    if principal.has(Role.ADMIN):
+        return read_visibility(principal)
+    personal = frozenset(owner for role, owner in _PERSONAL.items() if principal.has(role))
+    return Visibility(
+        principal.organization_id, principal.subject, False, frozenset(), personal, True
+    )
+
+
 def write_visibility(principal: Principal) -> Visibility:
     """What ``principal`` may change or delete: like reading, except that services only
     read."""

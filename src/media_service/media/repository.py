@@ -21,7 +21,9 @@ class MediaFileRepository:
         self.session = session
 
     async def get_visible(self, file_id: str, visibility: Visibility) -> MediaFile | None:
-        statement = select(MediaFile).where(MediaFile.file_id == file_id, _visible(visibility))
+        statement = select(MediaFile).where(
+            MediaFile.file_id == file_id, visible_clause(visibility)
+        )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def get(self, file_id: str) -> MediaFile | None:
@@ -45,7 +47,7 @@ class MediaFileRepository:
         return await self._insert(file)
 
     async def list(self, visibility: Visibility, filters: ListFilters) -> Sequence[MediaFile]:
-        statement = _filtered(select(MediaFile).where(_visible(visibility)), filters)
+        statement = _filtered(select(MediaFile).where(visible_clause(visibility)), filters)
         if filters.cursor:
             statement = statement.where(MediaFile.file_id < filters.cursor)
         statement = statement.order_by(MediaFile.file_id.desc()).limit(filters.limit + 1)
@@ -88,7 +90,8 @@ class MediaFileRepository:
         return True
 
 
-def _visible(visibility: Visibility) -> ColumnElement[bool]:
+def visible_clause(visibility: Visibility) -> ColumnElement[bool]:
+    """SQL for "a ``media_files`` row inside ``visibility``" (usable in joins)."""
     if visibility.everything:
         scope: ColumnElement[bool] = true()
     else:

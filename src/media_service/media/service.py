@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
+from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.auth.principal import Principal
@@ -28,7 +29,7 @@ from media_service.ids import is_valid_id
 from media_service.media import policy
 from media_service.media.filenames import sanitize_file_name
 from media_service.media.models import MediaFile
-from media_service.media.repository import MediaFileRepository
+from media_service.media.repository import MediaFileRepository, visible_clause
 from media_service.media.schemas import ListFilters, MediaFilePatch
 from media_service.media.signing import UrlSigner
 from media_service.storage import BlobStore, ByteRange
@@ -88,6 +89,28 @@ class MediaService:
         rows = rows[: filters.limit]
         return rows, rows[-1].file_id if has_more and rows else None
 
+    def readable_clause(self, principal: Principal) -> ColumnElement[bool]:
+        """SQL over ``media_files`` for the files ``principal`` may read (for other domains'
+        queries that join to files)."""
+        return visible_clause(policy.read_visibility(principal))
+
+    def private_clause(self, principal: Principal) -> ColumnElement[bool]:
+        """SQL over ``media_files`` for the files whose private details (location, faces)
+        ``principal`` may see: their own, or everything for admins."""
+        return visible_clause(policy.private_visibility(principal))
+
+    def may_report_results(self, principal: Principal) -> bool:
+        """Whether ``principal`` may report processing results (services and admins)."""
+        return policy.can_mark_processed(principal)
+
+    def may_see_private(self, principal: Principal, file: MediaFile) -> bool:
+        """Whether ``principal`` may see ``file``'s location and faces."""
+        return policy.private_visibility(principal).allows(file)
+
+    async def find(self, file_id: str) -> MediaFile | None:
+        """The file whoever asks (for background work; callers check access themselves)."""
+        return await self.repository.get(file_id) if is_valid_id(file_id, "file") else None
+
     def content(self, file: MediaFile, byte_range: ByteRange | None) -> AsyncIterator[bytes]:
         """The file's bytes (or one range of them), streamed from storage."""
         return self.blobs.get(file.storage_path, byte_range)
@@ -107,6 +130,23 @@ class MediaService:
             self._apply_owner_and_name(principal, file, patch)
         await self.session.flush()
         return file
+
+    async def mark_processed(self, file_id: str) -> MediaFile | None:
+        """Record that background processing finished; ``None`` if the file is gone."""
+        file = await self.repository.get(file_id)
+        if file is None:
+            return None
+        file.processed = True
+        file.processed_at = utcnow()
+        await self.session.flush()
+        return file
+
+    async def set_dimensions(self, file_id: str, width: int, height: int) -> None:
+        """Fill in the size that upload could not read from the header (videos, PDFs)."""
+        file = await self.repository.get(file_id)
+        if file is not None and file.width is None and width and height:
+            file.width, file.height = width, height
+            await self.session.flush()
 
     def _apply_owner_and_name(
         self, principal: Principal, file: MediaFile, patch: MediaFilePatch

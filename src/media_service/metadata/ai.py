@@ -1,0 +1,89 @@
+"""Asking the external AI service (if one is configured) about a photo.
+
+The service fetches the photo itself through a short-lived signed rendition URL (1024 px
+JPEG, no metadata), so it needs ``MEDIA_PUBLIC_URL``. Its failures never fail the
+analysis: the photo keeps what the service measured itself, and the AI service may still
+``PUT`` its results later.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from media_service.media.models import MediaFile
+from media_service.metadata.analyzer import (
+    AnalysisRequest,
+    Analyzer,
+    AnalyzerRejected,
+    AnalyzerUnavailable,
+    analyzer_from_settings,
+)
+from media_service.metadata.pipeline import PhotoAnalysis
+from media_service.state import ServiceState
+
+log = structlog.get_logger(__name__)
+
+IMAGE_QUERY = "width=1024&height=1024&fit=contain&format=jpeg"
+URL_LIFETIME = 600  # seconds the AI service has to fetch the photo
+
+
+@dataclass(frozen=True)
+class AiAnswer:
+    """The AI service's lists, named as the metadata columns, and their source."""
+
+    source: str
+    lists: dict[str, list[str]]
+
+
+async def ask_analyzer(
+    state: ServiceState, file: MediaFile, analysis: PhotoAnalysis
+) -> AiAnswer | None:
+    """The AI service's labels, objects and scenes, or None (none configured, or it failed)."""
+    settings = state.settings
+    if not settings.ai_service_url:
+        return None
+    if not settings.public_url:
+        log.warning("ai_service_skipped", reason="MEDIA_PUBLIC_URL is not set")
+        return None
+    token = settings.ai_service_token.get_secret_value() if settings.ai_service_token else None
+    analyzer = shared_analyzer(settings.ai_service_url, token, settings.ai_service_timeout_seconds)
+    request = AnalysisRequest(
+        file_id=file.file_id,
+        organization_id=file.organization_id,
+        user_id=file.owner_id,
+        image_url=_image_url(state, file),
+        width=analysis.pixels.width,
+        height=analysis.pixels.height,
+    )
+    try:
+        result = await analyzer.analyse(request)
+    except (AnalyzerUnavailable, AnalyzerRejected) as exc:
+        log.warning("ai_service_failed", file_id=file.file_id, error=str(exc))
+        return None
+    if result is None:
+        return None
+    return AiAnswer(
+        source=result.model,
+        lists={
+            "ai_labels": [label.name for label in result.labels],
+            "ai_objects": [label.name for label in result.objects],
+            "ai_scenes": [label.name for label in result.scenes],
+        },
+    )
+
+
+@functools.cache
+def shared_analyzer(url: str, token: str | None, timeout: float) -> Analyzer:
+    """One client (and one circuit breaker) per process and configuration."""
+    return analyzer_from_settings(url, token, timeout)
+
+
+def _image_url(state: ServiceState, file: MediaFile) -> str:
+    path = f"/api/v1/media/files/{file.file_id}/rendition?{IMAGE_QUERY}"
+    expires = int(time.time()) + URL_LIFETIME
+    query = state.signer.sign("GET", path, expires).as_query()
+    return f"{(state.settings.public_url or '').rstrip('/')}{path}&{query}"

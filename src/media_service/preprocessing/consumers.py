@@ -1,0 +1,32 @@
+"""``file.uploaded`` → queue the file's preprocessing.
+
+Our own uploads and an external storage service's events for files we hold are treated
+alike; an event about a file we do not hold changes nothing.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from media_service.events import FileUploaded, IdempotentConsumer, idempotent
+from media_service.media.service import MediaService
+from media_service.preprocessing.jobs import enqueue_preprocessing
+from media_service.state import ServiceState
+
+PREPROCESS_CONSUMER = "media-preprocess-uploaded-files"
+
+
+def preprocess_uploaded_files(state: ServiceState) -> IdempotentConsumer[FileUploaded]:
+    """The consumer that queues ``media.preprocess`` for each uploaded file."""
+
+    @idempotent(PREPROCESS_CONSUMER, FileUploaded)
+    async def on_uploaded(session: AsyncSession, event: FileUploaded) -> None:
+        if not state.settings.preprocess_uploads:
+            return
+        media = MediaService(session, state.blobs, state.settings, state.signer)
+        file = await media.find(event.file_id)
+        if file is None:
+            return  # not ours, or deleted since
+        await enqueue_preprocessing(session, file.file_id, file.organization_id)
+
+    return on_uploaded

@@ -1,0 +1,90 @@
+"""Background jobs of the preprocessing engine.
+
+``media.preprocess`` (one per upload): renditions, poster, ``media_analysis``. Videos and
+documents are then processed; a photo is handed on to ``media.analyse`` (the metadata
+domain: EXIF, quality, colours, faces, labels), which marks it processed when it is done
+(or, with ``MEDIA_ANALYSE_PHOTOS=false``, it is processed here). A file that cannot be
+decoded fails its job at once (a dead letter naming the reason, and
+``media_analysis.status = failed``); a crashed or timed-out worker is retried.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from media_service.events.bus import DeliveryPolicy, RejectMessage
+from media_service.imaging.errors import ImagingError
+from media_service.jobs import JobContext, JobHandler, enqueue, job
+from media_service.media.models import FileType, MediaFile
+from media_service.preprocessing.errors import RenderUnavailable
+from media_service.preprocessing.service import PreprocessingService
+from media_service.state import ServiceState
+
+log = structlog.get_logger(__name__)
+
+PREPROCESS = "media.preprocess"
+ANALYSE_PHOTO = "media.analyse"  # handled by the metadata domain (metadata/jobs.py)
+
+# Decoding can take a while on a busy machine; the worker's timeout is per attempt.
+POLICY = DeliveryPolicy(handler_timeout=300.0, max_in_flight=4)
+
+
+class FileJob(BaseModel):
+    """Which file a job is about (the organization lets its admins see a dead letter)."""
+
+    file_id: str = Field(max_length=50)
+    organization_id: str = Field(max_length=64)
+
+
+async def enqueue_preprocessing(session: AsyncSession, file_id: str, organization_id: str) -> None:
+    """Queue the preprocessing of a file, once per file (the job id is derived from it)."""
+    payload = FileJob(file_id=file_id, organization_id=organization_id)
+    await enqueue(session, PREPROCESS, payload, job_id=f"preprocess-{file_id}")
+
+
+def imaging_failure(exc: Exception) -> ImagingError | None:
+    """The imaging error behind a domain error, if the file itself is the problem
+    (``None`` for a crashed or stuck worker, which is worth retrying)."""
+    if isinstance(exc, RenderUnavailable):
+        return None
+    cause = exc.__cause__
+    return cause if isinstance(cause, ImagingError) else None
+
+
+def preprocessing_jobs(state: ServiceState) -> list[JobHandler[Any]]:
+    """The job handlers of this domain, bound to the running service."""
+
+    @job(PREPROCESS, FileJob, policy=POLICY)
+    async def preprocess(ctx: JobContext, payload: FileJob) -> None:
+        service = PreprocessingService(state)
+        file = await service.file_for_job(payload.file_id)
+        if file is None:
+            log.info("preprocess_skipped", file_id=payload.file_id, reason="deleted")
+            return
+        try:
+            outcome = await service.preprocess(file)  # slow: before touching ctx.session
+        except Exception as exc:
+            cause = imaging_failure(exc)
+            if cause is None:
+                raise
+            await service.record_failure(file, cause)
+            log.warning("preprocess_failed", file_id=file.file_id, code=cause.code)
+            raise RejectMessage(
+                f"{file.file_id} cannot be processed: {cause.code}: {cause}"
+            ) from exc
+        hand_on = _analysed_later(state, file)
+        if not await service.record(ctx.session, file, outcome, mark_processed=not hand_on):
+            return
+        if hand_on:
+            await enqueue(ctx.session, ANALYSE_PHOTO, payload, job_id=f"analyse-{file.file_id}")
+        log.info("file_preprocessed", file_id=file.file_id, kind=outcome.kind)
+
+    return [preprocess]
+
+
+def _analysed_later(state: ServiceState, file: MediaFile) -> bool:
+    return state.settings.analyse_photos and file.file_type is FileType.IMAGE

@@ -1,0 +1,193 @@
+"""HTTP endpoints of the preprocessing engine, under ``/api/v1/media/files/{file_id}``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+
+from media_service.deps import OptionalPrincipalDep, PrincipalDep, StateDep
+from media_service.errors import Unauthorized
+from media_service.imaging.specs import Fit, OutputFormat
+from media_service.media.content import etag_matches
+from media_service.media.models import MediaFile
+from media_service.media.schemas import SignedUrlOut
+from media_service.preprocessing.models import MediaAnalysis, StoredRendition
+from media_service.preprocessing.params import AUTO, RenditionParams, check_params
+from media_service.preprocessing.schemas import (
+    AnalysisOut,
+    FaceOut,
+    FacesOut,
+    PreprocessingOut,
+    RenditionOut,
+    RenditionSignRequest,
+)
+from media_service.preprocessing.service import PreprocessingService, RenditionBody
+
+PREFIX = "/api/v1/media/files"
+router = APIRouter(prefix=PREFIX, tags=["renditions"])
+CACHE_MAX_AGE = 86_400  # renditions of an immutable original never change
+_PROBLEMS: dict[int | str, dict[str, str]] = {
+    404: {"description": "No such file (or not visible)"},
+    409: {"description": "Not processed yet; retry after Retry-After"},
+    422: {"description": "Invalid parameters, or a source that cannot be rendered"},
+}
+FormatName = Annotated[str, Query(pattern="^(jpeg|webp|avif|png|auto)$")]
+
+
+def preprocessing_service(state: StateDep) -> PreprocessingService:
+    return PreprocessingService(state)
+
+
+ServiceDep = Annotated[PreprocessingService, Depends(preprocessing_service)]
+
+
+@router.get("/{file_id}/renditions", response_model=PreprocessingOut, responses=_PROBLEMS)
+async def get_preprocessing(
+    file_id: str, principal: PrincipalDep, service: ServiceDep
+) -> PreprocessingOut:
+    """What preprocessing made of the file: its analysis and stored renditions."""
+    file = await service.visible_file(principal, file_id)
+    analysis, renditions = await service.describe(file)
+    return PreprocessingOut(
+        file_id=file.file_id,
+        processed=file.processed,
+        processed_at=file.processed_at,
+        analysis=_analysis_out(analysis),
+        renditions=[_rendition_out(row) for row in renditions],
+    )
+
+
+@router.get("/{file_id}/renditions/{name}", response_class=Response, responses=_PROBLEMS)
+async def get_stored_rendition(
+    file_id: str, name: str, request: Request, principal: PrincipalDep, service: ServiceDep
+) -> Response:
+    """A stored rendition's bytes (``thumbnail``: WebP, ``preview``: JPEG)."""
+    file = await service.visible_file(principal, file_id)
+    body = await service.stored_rendition(file, name)
+    return _image_response(body, request)
+
+
+@router.get("/{file_id}/rendition", response_class=Response, responses=_PROBLEMS)
+async def get_rendition(
+    file_id: str,
+    request: Request,
+    principal: OptionalPrincipalDep,
+    service: ServiceDep,
+    state: StateDep,
+    width: Annotated[int | None, Query(ge=1)] = None,
+    height: Annotated[int | None, Query(ge=1)] = None,
+    fit: Fit = Fit.CONTAIN,
+    format: FormatName = AUTO,
+    quality: Annotated[int | None, Query(ge=1, le=100)] = None,
+) -> Response:
+    """The image (or a video's or PDF's poster) at any size, rendered once and kept.
+
+    ``format=auto`` (the default) picks WebP when ``Accept`` allows it, else JPEG (PNG for
+    images with transparency). Works with a bearer token or as a signed URL.
+    """
+    params = check_params(
+        RenditionParams(width, height, fit, format, quality), state.settings.max_rendition_side
+    )
+    file = await _authorised_file(file_id, request, principal, service, params)
+    body = await service.rendition(file, params, request.headers.get("accept"))
+    response = _image_response(body, request)
+    if format == AUTO:
+        response.headers["Vary"] = "Accept"
+    return response
+
+
+@router.post("/{file_id}/rendition/signed-url", response_model=SignedUrlOut, responses=_PROBLEMS)
+async def sign_rendition(
+    file_id: str,
+    body: RenditionSignRequest,
+    request: Request,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    state: StateDep,
+) -> SignedUrlOut:
+    """A rendition URL that works without a bearer token until it expires."""
+    params = check_params(
+        RenditionParams(body.width, body.height, body.fit, body.format, body.quality),
+        state.settings.max_rendition_side,
+    )
+    path = f"{PREFIX}/{file_id}/rendition?{params.signed_query()}"
+    signed = await service.sign_url(principal, file_id, path, body.expires_in)
+    base = (state.settings.public_url or str(request.base_url)).rstrip("/")
+    path_and_params, _, signature = signed.path_and_query.rpartition("?")
+    return SignedUrlOut(url=f"{base}{path_and_params}&{signature}", expires_at=signed.expires_at)
+
+
+@router.get("/{file_id}/faces", response_model=FacesOut, responses=_PROBLEMS)
+async def get_faces(file_id: str, principal: PrincipalDep, service: ServiceDep) -> FacesOut:
+    """Faces found in the image: boxes, confidence and eye points (detected on first ask)."""
+    file = await service.visible_file(principal, file_id)
+    faces = await service.faces(file)
+    return FacesOut(
+        file_id=file.file_id,
+        count=len(faces),
+        faces=[
+            FaceOut.of(index, face, f"{PREFIX}/{file.file_id}/faces/{index}")
+            for index, face in enumerate(faces)
+        ],
+    )
+
+
+@router.get("/{file_id}/faces/{index}", response_class=Response, responses=_PROBLEMS)
+async def get_face_crop(
+    file_id: str,
+    request: Request,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    index: Annotated[int, Path(ge=0, le=1000)],
+    size: Annotated[int, Query(ge=32, le=1024)] = 224,
+    format: Annotated[str, Query(pattern="^(jpeg|png|webp)$")] = "jpeg",
+) -> Response:
+    """Face ``index`` aligned by its eyes (level, fixed distance), as a square image."""
+    file = await service.visible_file(principal, file_id)
+    body = await service.face_crop(file, index, size, OutputFormat(format))
+    return _image_response(body, request)
+
+
+async def _authorised_file(
+    file_id: str,
+    request: Request,
+    principal: OptionalPrincipalDep,
+    service: PreprocessingService,
+    params: RenditionParams,
+) -> MediaFile:
+    query = dict(request.query_params)
+    if "sig" in query:
+        signed_path = f"{request.url.path}?{params.signed_query()}"
+        return await service.signed_file(file_id, request.method, signed_path, query)
+    if principal is None:
+        raise Unauthorized()
+    return await service.visible_file(principal, file_id)
+
+
+def _image_response(body: RenditionBody, request: Request) -> Response:
+    headers = {
+        "ETag": body.etag,
+        "Cache-Control": f"private, max-age={CACHE_MAX_AGE}",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
+    if etag_matches(request.headers.get("if-none-match"), body.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body.data, media_type=body.content_type, headers=headers)
+
+
+def _rendition_out(row: StoredRendition) -> RenditionOut:
+    return RenditionOut(
+        name=row.name,
+        content_type=row.content_type,
+        width=row.width,
+        height=row.height,
+        byte_size=row.byte_size,
+        quality=row.quality,
+        url=f"{PREFIX}/{row.file_id}/renditions/{row.name}",
+    )
+
+
+def _analysis_out(row: MediaAnalysis | None) -> AnalysisOut | None:
+    return None if row is None else AnalysisOut.model_validate(row, from_attributes=True)
