@@ -11,12 +11,36 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections.abc import Callable
 
 import structlog
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_GRACE = 5.0
+STOP_REQUEST_GRACE = 2.0
+
+
+async def stop_gracefully(
+    task: asyncio.Task[object],
+    request_stop: Callable[[], None],
+    *,
+    grace: float = STOP_REQUEST_GRACE,
+) -> bool:
+    """Ask a loop to finish (``request_stop``), give it ``grace`` seconds, then cancel it.
+
+    A loop that checks its stop flag between iterations ends without being interrupted in
+    the middle of a database call: cancelling SQLite work mid-statement can leave the
+    write lock with a connection that is being torn down, and the next writer then waits
+    for the busy timeout.
+    """
+    request_stop()
+    done, _ = await asyncio.wait({task}, timeout=grace)
+    if done:
+        if not task.cancelled():
+            task.exception()
+        return True
+    return await cancel_and_wait(task)
 
 
 async def cancel_and_wait(task: asyncio.Task[object], *, grace: float = DEFAULT_GRACE) -> bool:

@@ -6,7 +6,7 @@ import asyncio
 
 from structlog.testing import capture_logs
 
-from media_service.tasks import cancel_and_wait
+from media_service.tasks import cancel_and_wait, stop_gracefully
 
 
 async def test_a_task_that_stops_when_cancelled_is_stopped_at_once() -> None:
@@ -64,3 +64,25 @@ async def test_a_task_that_failed_is_reported_finished_without_raising() -> None
     task = asyncio.create_task(broken())
     await asyncio.sleep(0)
     assert await cancel_and_wait(task, grace=1)
+
+
+async def test_a_loop_asked_to_stop_finishes_its_iteration_without_being_cancelled() -> None:
+    stop = asyncio.Event()
+    finished: list[str] = []
+
+    async def loop() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+        finished.append("clean")
+
+    task = asyncio.create_task(loop())
+    assert await stop_gracefully(task, stop.set, grace=2)
+    assert finished == ["clean"] and not task.cancelled()
+
+
+async def test_a_loop_that_ignores_the_request_is_cancelled_after_the_grace() -> None:
+    task = asyncio.create_task(asyncio.sleep(60))
+    with capture_logs() as logs:
+        assert await stop_gracefully(task, lambda: None, grace=0.05)
+    assert task.cancelled()
+    assert logs == []  # cancellation worked at once: nothing slow to report

@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from media_service.db.base import utcnow
+from media_service.db.engine import create_read_session_factory
 from media_service.db.uow import unit_of_work
 from media_service.events.bus import (
     BusError,
@@ -41,7 +42,7 @@ from media_service.events.bus import (
     validate_subscription,
 )
 from media_service.events.models import BusConsumer, BusDelivery
-from media_service.tasks import cancel_and_wait
+from media_service.tasks import stop_gracefully
 
 log = structlog.get_logger(__name__)
 
@@ -66,6 +67,8 @@ class MemoryEventBus:
         self._sessions = sessions
         self._poll_interval = poll_interval
         self._consumers: list[_Consumer] = []
+        # Idle polling reads without taking SQLite's write lock (see _Consumer._claim).
+        self._readers = create_read_session_factory(sessions.kw["bind"])
 
     async def start(self) -> None:
         """Nothing to connect: the database is opened by whoever built ``sessions``."""
@@ -104,8 +107,8 @@ class MemoryEventBus:
             else:
                 row.subjects = patterns
         consumer = _Consumer(
-            durable_name, self._sessions, handler, on_dead_letter, policy or DeliveryPolicy(),
-            self._poll_interval,
+            durable_name, self._sessions, self._readers, handler, on_dead_letter,
+            policy or DeliveryPolicy(), self._poll_interval,
         )  # fmt: skip
         self._consumers.append(consumer)
         consumer.start()
@@ -156,6 +159,7 @@ class _Consumer:
         self,
         name: str,
         sessions: async_sessionmaker[AsyncSession],
+        readers: async_sessionmaker[AsyncSession],
         handler: Handler,
         on_dead_letter: DeadLetterCallback,
         policy: DeliveryPolicy,
@@ -163,14 +167,17 @@ class _Consumer:
     ) -> None:
         self.name = name
         self._sessions = sessions
+        self._readers = readers
         self._handler = handler
         self._on_dead_letter = on_dead_letter
         self._policy = policy
         self._poll_interval = poll_interval
         self._wakeup = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name=f"bus-consumer-{self.name}")
 
     def wake(self) -> None:
@@ -179,11 +186,15 @@ class _Consumer:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            await cancel_and_wait(task)
+            await stop_gracefully(task, self._request_stop)
+
+    def _request_stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
 
     async def _run(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping:
             self._wakeup.clear()
             try:
                 batch = await self._claim()
@@ -219,7 +230,7 @@ class _Consumer:
     async def _idle_wait(self) -> float:
         """Until the next delayed delivery is due, at most one poll interval."""
         try:
-            async with self._sessions() as session:
+            async with self._readers() as session:
                 next_due = await session.scalar(
                     select(func.min(BusDelivery.available_at)).where(*self._pending())
                 )
@@ -235,6 +246,8 @@ class _Consumer:
 
     async def _claim(self) -> list[_Claimed]:
         now = utcnow()
+        if not await self._anything_due(now):
+            return []  # the common case, answered without the write lock
         lease_until = now + timedelta(seconds=self._policy.ack_wait)
         async with unit_of_work(self._sessions) as session:
             rows = (
@@ -252,6 +265,15 @@ class _Consumer:
                 row.available_at = lease_until
                 claimed.append(_Claimed(row.msg_id, row.subject, row.payload, row.attempts))
         return claimed
+
+    async def _anything_due(self, now: datetime) -> bool:
+        async with self._readers() as session:
+            due = await session.scalar(
+                select(BusDelivery.msg_id)
+                .where(*self._pending(), BusDelivery.available_at <= now)
+                .limit(1)
+            )
+        return due is not None
 
     async def _process(self, settle: _Settle) -> None:
         claimed = settle.claimed

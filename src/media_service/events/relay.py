@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from media_service.events.bus import BusUnavailable, EventBus, describe_error
 from media_service.events.observer import event_observer
 from media_service.events.outbox import ClaimedMessage, OutboxRepository
-from media_service.tasks import cancel_and_wait
+from media_service.tasks import stop_gracefully
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +62,7 @@ class OutboxRelay:
         self._retry_backoff = tuple(retry_backoff)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._failures = 0  # consecutive passes that could not reach the bus or database
 
     def notify(self) -> None:
@@ -70,16 +71,21 @@ class OutboxRelay:
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self.run(), name="outbox-relay")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            await cancel_and_wait(task)
+            await stop_gracefully(task, self._request_stop)
+
+    def _request_stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
 
     async def run(self) -> None:
-        """Publish until cancelled."""
-        while True:
+        """Publish until stopped (or cancelled)."""
+        while not self._stopping:
             self._wakeup.clear()
             try:
                 published = await self.run_once()
