@@ -35,7 +35,26 @@ async def run_checks(state: ServiceState) -> list[CheckResult]:
     *results, bus = await asyncio.gather(
         _database(state), _migrations(state), _storage(state), _bus(state)
     )
-    return [*results, *bus]
+    ocr = await asyncio.to_thread(_ocr, state)
+    return [*results, *bus, *([ocr] if ocr else [])]
+
+
+def _ocr(state: ServiceState) -> CheckResult | None:
+    """Whether photos' text can be read (optional: everything else works without it)."""
+    if not (state.settings.ocr and state.settings.analyse_photos):
+        return None
+    from media_service.imaging.ocr import tesseract_available  # loads libvips: only here
+
+    version = tesseract_available()
+    if version:
+        return CheckResult("ocr", True, f"tesseract {version}")
+    return CheckResult(
+        "ocr",
+        True,
+        "warning: tesseract is not installed, so photos get no text_detection (install the "
+        "`tesseract-ocr` package, or set MEDIA_OCR=false to silence this)",
+        warning=True,
+    )
 
 
 async def _database(state: ServiceState) -> CheckResult:

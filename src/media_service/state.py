@@ -20,6 +20,7 @@ from media_service.db.engine import (
 from media_service.events import EventBus, OutboxRelay, open_event_bus, wake_on_commit
 from media_service.imaging.pool import ImagingPool, shared_pool
 from media_service.media.signing import UrlSigner, derive_signing_key, parse_signing_keys
+from media_service.recent import RecentValues
 from media_service.singleflight import SingleFlight
 from media_service.storage import BlobStore, open_blob_store
 
@@ -43,6 +44,8 @@ class ServiceState:
     render_counts: Counter[str] = field(default_factory=Counter)
     # Small immutable objects (renditions, crops) recently served, by storage key.
     hot_objects: BytesCache = field(default_factory=BytesCache)
+    # File records looked up for serving renditions, remembered for a second.
+    recent_files: RecentValues[Any] = field(default_factory=RecentValues)
 
     @classmethod
     def build(cls, settings: Settings) -> ServiceState:

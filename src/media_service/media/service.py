@@ -196,6 +196,11 @@ class MediaService:
         return SignedUrl(f"{path}?{query}", datetime.fromtimestamp(expires, tz=UTC))
 
 
+def may_read(principal: Principal, file: MediaFile) -> bool:
+    """Whether ``principal`` may read ``file`` (the same rule as every query's SQL)."""
+    return policy.read_visibility(principal).allows(file)
+
+
 def _require_file_id(file_id: str) -> None:
     """Anything that is not an id we issued is simply not found (and never reaches SQL,
     where a NUL byte would be a driver error on PostgreSQL)."""

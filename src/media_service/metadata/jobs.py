@@ -8,6 +8,7 @@ commit.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import structlog
@@ -20,7 +21,7 @@ from media_service.jobs import JobContext, JobHandler, job
 from media_service.media.models import MediaFile
 from media_service.media.service import MediaService
 from media_service.metadata.ai import ask_analyzer
-from media_service.metadata.pipeline import PhotoAnalysis, analyse_photo
+from media_service.metadata.pipeline import PhotoAnalysis, PixelSource, analyse_photo
 from media_service.metadata.service import MetadataService
 from media_service.preprocessing.errors import RenderUnavailable, client_error
 from media_service.preprocessing.jobs import ANALYSE_PHOTO, POLICY, FileJob
@@ -65,11 +66,22 @@ async def _file(state: ServiceState, file_id: str) -> MediaFile | None:
 async def _measure(state: ServiceState, file: MediaFile) -> PhotoAnalysis:
     settings = state.settings
     limits = DecodeLimits(max_pixels=settings.max_image_pixels)
+    preview = await PreprocessingService(state).stored_preview(file)
+    tmp = settings.data_dir / "tmp"
     try:
-        async with local_copy(state.blobs, file.storage_path, settings.data_dir / "tmp") as path:
+        async with contextlib.AsyncExitStack() as stack:
+            original = await stack.enter_async_context(
+                local_copy(state.blobs, file.storage_path, tmp)
+            )
+            source = PixelSource(original)
+            if preview is not None:
+                key, width, height = preview
+                path = await stack.enter_async_context(local_copy(state.blobs, key, tmp))
+                source = PixelSource(path, width, height)
             return await state.imaging.run(
                 analyse_photo,
-                path,
+                original,
+                source,
                 limits,
                 settings.detect_faces,
                 settings.ocr,

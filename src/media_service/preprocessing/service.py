@@ -24,7 +24,7 @@ from media_service.imaging.faces import Face
 from media_service.imaging.limits import DecodeLimits
 from media_service.imaging.specs import Fit, OutputFormat, Rendered, RenderSpec
 from media_service.media.models import FileType, MediaFile
-from media_service.media.service import MediaService, SignedUrl
+from media_service.media.service import MediaService, SignedUrl, may_read
 from media_service.media.storage_keys import file_folder
 from media_service.preprocessing import pipeline
 from media_service.preprocessing.errors import NotReady, client_error
@@ -64,9 +64,20 @@ class PreprocessingService:
     # -- which file ----------------------------------------------------------------------------
 
     async def visible_file(self, principal: Principal, file_id: str) -> MediaFile:
-        """The file if ``principal`` may see it (404 otherwise)."""
-        async with unit_of_work(self.state.read_sessions) as session:
-            return await self._media(session).get(principal, file_id)
+        """The file if ``principal`` may see it (404 otherwise).
+
+        The record may be up to a second old (``state.recent_files``): renditions of one
+        photo are asked for many times a second by frames, and its record rarely changes.
+        """
+        file: MediaFile | None = self.state.recent_files.get(file_id)
+        if file is None:
+            async with unit_of_work(self.state.read_sessions) as session:
+                file = await self._media(session).find(file_id)
+            if file is not None:
+                self.state.recent_files.put(file_id, file)
+        if file is None or not may_read(principal, file):
+            raise NotFound(f"no file {file_id[:60]!r}")
+        return file
 
     async def signed_file(
         self, file_id: str, method: str, signed_path: str, query: dict[str, str]
@@ -177,6 +188,17 @@ class PreprocessingService:
             repository = PreprocessingRepository(session)
             analysis = await repository.analysis(file.file_id)
             return analysis, list(await repository.renditions(file.file_id))
+
+    async def stored_preview(self, file: MediaFile) -> tuple[str, int, int] | None:
+        """Where the file's preview is stored and the original's upright size (for
+        measuring pixels without decoding the original again), if both are known."""
+        async with unit_of_work(self.state.read_sessions) as session:
+            repository = PreprocessingRepository(session)
+            row = await repository.rendition(file.file_id, PREVIEW)
+            analysis = await repository.analysis(file.file_id)
+        if row is None or analysis is None or not (analysis.width and analysis.height):
+            return None
+        return row.storage_key, analysis.width, analysis.height
 
     async def stored_rendition(self, file: MediaFile, name: str) -> RenditionBody:
         """A named rendition's bytes; 409 while the file is not processed yet."""
