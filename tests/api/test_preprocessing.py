@@ -344,3 +344,26 @@ async def test_a_thousand_page_pdf_is_processed_from_its_first_page(
     body = await wait_processed(client, stack, file_id)
     assert body["processed"] is True
     assert body["analysis"]["page_count"] == 1000
+
+
+async def test_a_slow_render_does_not_stall_other_requests(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    noise = np.random.default_rng(7).integers(0, 255, (2400, 3200, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "JPEG", quality=95)
+    file_id = await upload(client, stack, buffer.getvalue(), "n.jpg", "image/jpeg")
+    # AVIF of noise at full size takes seconds of CPU in an imaging worker.
+    slow = asyncio.create_task(
+        client.get(
+            f"{FILES}/{file_id}/rendition?width=1600&format=avif&quality=90", headers=owner(stack)
+        )
+    )
+    async with asyncio.timeout(10):
+        while stack.state.flights.in_flight() == 0:
+            await asyncio.sleep(0.01)
+    for _ in range(20):
+        response = await client.get(f"{FILES}/{file_id}", headers=owner(stack))
+        assert response.status_code == 200
+    assert not slow.done()  # all twenty were answered while the render was still running
+    assert (await slow).headers["content-type"] == "image/avif"
