@@ -19,8 +19,9 @@ Run with ``make bench`` (or ``.venv/bin/python bench/metadata.py --help``). Thre
   (every photo of the organization). It prints p50/p95/p99 against the 50 ms target,
   the time spent in the database, the indexes each plan used, and one
   ``EXPLAIN (ANALYZE, BUFFERS)`` per query and principal, of the exact statement the
-  service sent (same text, same parameters). ``--try-indexes`` repeats the queries with
-  candidate indexes created in the bench database (dropped again afterwards).
+  service sent (same text, same parameters). ``--try indexes,scoped`` repeats them with
+  candidate indexes created in the bench database (dropped again afterwards), with the
+  service as it is and with the change to its conditions that they need.
 - ``analysis``: images/s in the service's imaging pool (two worker processes) for the
   decode of a 12 MP JPEG to 1440 px alone, and for ``analyse_photo`` (EXIF, place,
   quality, colours, hash, with and without faces) on the original and on the 1440 px
@@ -55,8 +56,8 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import numpy as np
 import orjson
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import ColumnElement, and_, event, true
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the PostgreSQL harness
@@ -69,7 +70,9 @@ from media_service.db.migrate import upgrade_to_head  # noqa: E402
 from media_service.imaging.decode import decode, open_image  # noqa: E402
 from media_service.imaging.limits import DecodeLimits  # noqa: E402
 from media_service.imaging.pool import shared_pool  # noqa: E402
+from media_service.media import policy  # noqa: E402
 from media_service.metadata.criteria import Criteria  # noqa: E402
+from media_service.metadata.models import PhotoMetadata  # noqa: E402
 from media_service.metadata.pipeline import PixelSource, analyse_photo  # noqa: E402
 from media_service.metadata.service import MetadataService  # noqa: E402
 from media_service.state import ServiceState  # noqa: E402
@@ -774,7 +777,7 @@ class Who:
     pick: Callable[[np.random.Generator], Principal]
 
 
-def principals(world: World) -> list[Who]:
+def principals(world: World) -> dict[str, Who]:
     users = world.pop.users_of(world.org)
     counts = world.pop.photo_counts()[users]
     largest = users[np.argsort(-counts)[:10]]
@@ -786,11 +789,11 @@ def principals(world: World) -> list[Who]:
         )
 
     admin = Principal("admin_bench", world.org, frozenset({Role.ADMIN}))
-    return [
-        Who(f"member (typical: median {int(np.median(counts))} photos)", member(users)),
-        Who(f"member (10 largest: {int(counts.max()):,} max)", member(largest)),
-        Who(f"admin ({int(counts.sum()):,} photos)", lambda rng: admin),
-    ]
+    return {
+        "member": Who(f"member (typical: median {int(np.median(counts))} photos)", member(users)),
+        "heavy": Who(f"member (10 largest: {int(counts.max()):,} max)", member(largest)),
+        "admin": Who(f"admin ({int(counts.sum()):,} photos)", lambda rng: admin),
+    }
 
 
 @dataclass
@@ -825,23 +828,93 @@ class Cell:
     plan: str = ""
 
 
-async def run_query(
-    state: ServiceState, principal: Principal, criteria: Criteria, pages: int
-) -> tuple[int, str | None]:
-    """Fetch ``pages`` pages of 100; returns the size of the last and its next cursor."""
-    cursor = None
-    count = 0
-    for _ in range(pages):
-        async with state.sessions() as session:
-            page = await MetadataService(session, state).query(principal, criteria, 100, cursor)
-        count, cursor = len(page.items), page.next_cursor
-    return count, cursor
+def denormalised_scope(principal: Principal) -> list[ColumnElement[bool]]:
+    """The proposed extra conditions (``--try scoped``): the caller's visibility restated on
+    ``photo_metadata``'s own copies of the organization and owner, which its indexes lead
+    with. The join to ``media_files`` alone gives the planner no condition on them."""
+    visibility = policy.read_visibility(principal)
+    scope = [PhotoMetadata.organization_id == visibility.organization_id]
+    if _personal_only(visibility):  # members and students see their own photos only
+        scope.append(PhotoMetadata.user_id == visibility.subject)
+    return scope
 
 
-async def time_cell(
-    state: ServiceState, capture: Capture, key: str, who: Who, args: argparse.Namespace
-) -> Cell:
-    _, make, pages = QUERIES[key]
+def _personal_only(visibility: policy.Visibility) -> bool:
+    shared = visibility.everything or visibility.shared_owner_types or visibility.own_uploads
+    return not shared and bool(visibility.subject and visibility.personal_owner_types)
+
+
+def private_implied(principal: Principal) -> bool:
+    """Whether everything ``principal`` may read they may also see the place and faces of
+    (their own photos): the private clause then only repeats the readable one, and the
+    planner, taking the two for independent, underestimates the rows a hundredfold."""
+    return principal.has(Role.ADMIN) or _personal_only(policy.read_visibility(principal))
+
+
+@dataclass
+class Runner:
+    """Runs queries the way the API does, one session per request."""
+
+    state: ServiceState
+    capture: Capture
+    scoped: bool = False
+
+    def service(self, session: AsyncSession) -> MetadataService:
+        service = MetadataService(session, self.state)
+        if self.scoped:  # what the proposed change to MetadataService.query would do
+            readable, private = service.media.readable_clause, service.media.private_clause
+            service.media.readable_clause = lambda principal: and_(  # type: ignore[method-assign]
+                readable(principal), *denormalised_scope(principal)
+            )
+            service.media.private_clause = lambda principal: (  # type: ignore[method-assign]
+                true() if private_implied(principal) else private(principal)
+            )
+        return service
+
+    async def page(
+        self, principal: Principal, criteria: Criteria, cursor: str | None
+    ) -> tuple[int, str | None]:
+        """One page of 100: its size and its next cursor."""
+        async with self.state.sessions() as session:
+            page = await self.service(session).query(principal, criteria, 100, cursor)
+        return len(page.items), page.next_cursor
+
+    async def file_ids(self, principal: Principal, criteria: Criteria, page: int) -> list[str]:
+        """The file ids of page ``page``, in order."""
+        cursor = await self.cursor_for(principal, criteria, page)
+        async with self.state.sessions() as session:
+            found = await self.service(session).query(principal, criteria, 100, cursor)
+        return [item.file_id for item in found.items]
+
+    async def cursor_for(self, principal: Principal, criteria: Criteria, page: int) -> str | None:
+        """The cursor that asks for page ``page`` (None for the first)."""
+        cursor = None
+        for _ in range(page - 1):
+            _, cursor = await self.page(principal, criteria, cursor)
+        return cursor
+
+    async def explain(self, principal: Principal, criteria: Criteria, page: int) -> str:
+        """EXPLAIN (ANALYZE, BUFFERS) of the statement the service sent for ``page``: the
+        same text with the same parameters, on the raw driver connection."""
+        cursor = await self.cursor_for(principal, criteria, page)
+        self.capture.statements.clear()
+        self.capture.on = True
+        try:
+            await self.page(principal, criteria, cursor)
+        finally:
+            self.capture.on = False
+        statement, params = self.capture.statements[-1]
+        async with self.state.engine.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver: asyncpg.Connection = raw.driver_connection
+            rows = await driver.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", *params)
+        return "\n".join(row[0] for row in rows)
+
+
+async def time_cell(runner: Runner, key: str, who: Who, args: argparse.Namespace) -> Cell:
+    """``args.runs`` timed runs (fewer once ``args.budget`` seconds are spent, but at least
+    ten), each with fresh parameters and caller; then one EXPLAIN ANALYZE."""
+    _, make, page = QUERIES[key]
     rng = np.random.default_rng([args.seed, 7, list(QUERIES).index(key)])
     world = World(population(args.rows, args.users, args.seed))
     cell = Cell()
@@ -849,49 +922,21 @@ async def time_cell(
     for n in range(args.warmup + args.runs):
         criteria = Criteria.model_validate(make(rng, world))
         principal = who.pick(rng)
-        cursor = None
-        if pages > 1:  # the earlier pages are not timed
-            _, cursor = await run_query(state, principal, criteria, pages - 1)
-        capture.db_seconds = 0.0
+        cursor = await runner.cursor_for(principal, criteria, page)  # earlier pages: untimed
+        runner.capture.db_seconds = 0.0
         started = time.perf_counter()
-        count = await _page(state, principal, criteria, cursor)
+        count, _ = await runner.page(principal, criteria, cursor)
         elapsed = time.perf_counter() - started
         if n >= args.warmup:
             cell.total_ms.append(elapsed * 1000)
-            cell.db_ms.append(capture.db_seconds * 1000)
+            cell.db_ms.append(runner.capture.db_seconds * 1000)
             cell.returned.append(count)
-        if n >= args.warmup + 20 and time.perf_counter() > deadline:
+        if n >= args.warmup + 10 and time.perf_counter() > deadline:
             break
-    cell.plan = await explain(state, capture, make(np.random.default_rng(0), world), who, pages)
+    representative = np.random.default_rng([args.seed, 8])
+    criteria = Criteria.model_validate(make(representative, world))
+    cell.plan = await runner.explain(who.pick(representative), criteria, page)
     return cell
-
-
-async def _page(
-    state: ServiceState, principal: Principal, criteria: Criteria, cursor: str | None
-) -> int:
-    async with state.sessions() as session:
-        page = await MetadataService(session, state).query(principal, criteria, 100, cursor)
-    return len(page.items)
-
-
-async def explain(
-    state: ServiceState, capture: Capture, raw: dict[str, Any], who: Who, pages: int
-) -> str:
-    """EXPLAIN (ANALYZE, BUFFERS) of the statement the service sent for the last page."""
-    principal = who.pick(np.random.default_rng(0))
-    criteria = Criteria.model_validate(raw)
-    capture.statements.clear()
-    capture.on = True
-    try:
-        await run_query(state, principal, criteria, pages)
-    finally:
-        capture.on = False
-    statement, params = capture.statements[-1]
-    async with state.engine.connect() as connection:
-        raw_connection = await connection.get_raw_connection()
-        driver: asyncpg.Connection = raw_connection.driver_connection
-        rows = await driver.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {statement}", *params)
-    return "\n".join(row[0] for row in rows)
 
 
 _INDEX = re.compile(
@@ -915,28 +960,55 @@ def plan_time(plan: str) -> str:
     return found.group(1) if found else "?"
 
 
-async def measure_queries(
-    url: str, args: argparse.Namespace, title: str
-) -> dict[tuple[str, str], Cell]:
+async def same_pages(url: str, args: argparse.Namespace) -> list[str]:
+    """The queries (with their representative parameters) for which the scoped variant
+    returns other photos than the service as it is: must be none."""
+    differing = []
+    async with service_state(url) as state:
+        plain, scoped = Runner(state, Capture()), Runner(state, Capture(), scoped=True)
+        world = World(population(args.rows, args.users, args.seed))
+        callers = principals(world)
+        for name, key in ((name, key) for name in args.callers for key in args.queries):
+            _, make, page = QUERIES[key]
+            representative = np.random.default_rng([args.seed, 8])
+            criteria = Criteria.model_validate(make(representative, world))
+            principal = callers[name].pick(representative)
+            if await plain.file_ids(principal, criteria, page) != await scoped.file_ids(
+                principal, criteria, page
+            ):
+                differing.append(f"{key} {name}")
+    return differing
+
+
+@contextlib.asynccontextmanager
+async def service_state(url: str) -> AsyncIterator[ServiceState]:
+    """The service's backends for ``url``, with throwaway local storage."""
     with tempfile.TemporaryDirectory(prefix="bench-metadata-") as tmp:
         settings = Settings(
             database_url=url, data_dir=Path(tmp), storage_url=f"file://{tmp}/blobs",
-            events_url="memory://", jwt_secret="bench-secret-bench-secret-bench-secret",  # noqa: S106 - a throwaway server
+            events_url="memory://",
+            jwt_secret="bench-secret-bench-secret-bench-secret",  # noqa: S106 - throwaway
         )  # fmt: skip
         state = ServiceState.build(settings)
-        capture = Capture()
-        capture.attach(state.engine)
-        world = World(population(args.rows, args.users, args.seed))
-        cells: dict[tuple[str, str], Cell] = {}
         try:
-            for who in principals(world):
-                for key in args.queries:
-                    cells[key, who.name] = await time_cell(state, capture, key, who, args)
-                    print(f"  {title} {key} {who.name}: p50 "
-                          f"{statistics.median(cells[key, who.name].total_ms):.1f} ms",
-                          file=sys.stderr)  # fmt: skip
+            yield state
         finally:
             await state.engine.dispose()
+
+
+async def measure_queries(
+    url: str, args: argparse.Namespace, title: str, *, scoped: bool = False
+) -> dict[tuple[str, str], Cell]:
+    cells: dict[tuple[str, str], Cell] = {}
+    async with service_state(url) as state:
+        runner = Runner(state, Capture(), scoped)
+        runner.capture.attach(state.engine)
+        callers = principals(World(population(args.rows, args.users, args.seed)))
+        for who in (callers[name] for name in args.callers):
+            for key in args.queries:
+                cell = cells[key, who.name] = await time_cell(runner, key, who, args)
+                p50 = statistics.median(cell.total_ms)
+                print(f"  {title}: {key} {who.name}: p50 {p50:.1f} ms", file=sys.stderr)
     return cells
 
 
@@ -969,12 +1041,20 @@ def report_queries(cells: dict[tuple[str, str], Cell], title: str, plans: bool) 
             print("```\n" + cell.plan + "\n```")
 
 
-# Candidate indexes (--try-indexes): created in the bench database only, dropped afterwards.
+# Candidate indexes (--try): created in the bench database only, dropped afterwards. Each
+# ends in the service's exact ORDER BY (NULLS LAST in both directions, then file_id compared
+# bytewise), so that a plan can walk it in order and stop after the page.
+_ORDERED = 'NULLS LAST, file_id COLLATE "C" DESC)'
 CANDIDATE_INDEXES = {
-    "idx_bench_pm_org_quality_desc": "CREATE INDEX idx_bench_pm_org_quality_desc ON "
-    'photo_metadata (organization_id, quality_score DESC NULLS LAST, (file_id COLLATE "C") DESC)',
-    "idx_bench_pm_org_taken_desc": "CREATE INDEX idx_bench_pm_org_taken_desc ON "
-    'photo_metadata (organization_id, photo_taken_at DESC NULLS LAST, (file_id COLLATE "C") DESC)',
+    "idx_bench_org_taken": "(organization_id, photo_taken_at DESC " + _ORDERED,
+    "idx_bench_org_user_taken": "(organization_id, user_id, photo_taken_at DESC " + _ORDERED,
+    "idx_bench_org_quality": "(organization_id, quality_score DESC " + _ORDERED,
+}
+VARIANTS = {
+    "indexes": "the candidate indexes, the service as it is",
+    "scoped": "the candidate indexes, and the service's conditions restated on "
+    "photo_metadata.organization_id (and user_id for members; see denormalised_scope), "
+    "without the private clause where it is implied (members, admins; private_implied)",
 }
 
 
@@ -982,9 +1062,9 @@ CANDIDATE_INDEXES = {
 async def candidate_indexes(dsn: str) -> AsyncIterator[None]:
     connection = await asyncpg.connect(dsn)
     try:
-        for name, statement in CANDIDATE_INDEXES.items():
+        for name, columns in CANDIDATE_INDEXES.items():
             await connection.execute(f"DROP INDEX IF EXISTS {name}")
-            await connection.execute(statement)
+            await connection.execute(f"CREATE INDEX {name} ON photo_metadata {columns}")
         await connection.execute("ANALYZE photo_metadata")
         yield
     finally:
@@ -1128,17 +1208,28 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--regenerate", action="store_true", help="rebuild the cached cluster")
     parser.add_argument("--cluster-dir", type=Path, help="where to keep the cluster")
     parser.add_argument("--runs", type=int, default=200, help="timed runs per query and caller")
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--budget", type=float, default=15.0, help="seconds per query/caller")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--budget", type=float, default=8.0, help="seconds per query/caller")
     parser.add_argument(
         "--queries", default=",".join(QUERIES), help="comma list of " + ", ".join(QUERIES)
     )
+    parser.add_argument("--callers", default="member,heavy,admin", help="who asks")
     parser.add_argument("--plans", action="store_true", help="print every EXPLAIN ANALYZE")
-    parser.add_argument("--try-indexes", action="store_true", help="again with candidate indexes")
+    parser.add_argument(
+        "--try",
+        dest="try_",
+        default="",
+        help="comma list of proposals to measure too: "
+        + "; ".join(f"{name}: {text}" for name, text in VARIANTS.items()),
+    )
     parser.add_argument("--photos", type=int, default=24, help="analysis: photos per case")
     parser.add_argument("--analysis-rounds", type=int, default=3)
     args = parser.parse_args()
     args.queries = [key for key in args.queries.split(",") if key]
+    args.try_ = [name for name in args.try_.split(",") if name]
+    args.callers = [name for name in args.callers.split(",") if name]
+    if unknown := set(args.try_) - set(VARIANTS):
+        parser.error(f"unknown --try {', '.join(sorted(unknown))}")
     args.parts = set(args.parts.split(","))
     return args
 
@@ -1151,17 +1242,21 @@ def run_database_parts(args: argparse.Namespace) -> None:
         report_generation(steps, spec, asyncio.run(data_profile(cluster.dsn(DATABASE))))
         cells = asyncio.run(measure_queries(cluster.url(), args, "as migrated"))
         report_queries(cells, "Queries, indexes as migrated", args.plans)
-        if args.try_indexes:
-            asyncio.run(_with_candidates(cluster, args))
+        for variant in args.try_:
+            asyncio.run(_with_candidates(cluster, args, variant))
     finally:
         cluster.stop()
 
 
-async def _with_candidates(cluster: Cluster, args: argparse.Namespace) -> None:
+async def _with_candidates(cluster: Cluster, args: argparse.Namespace, variant: str) -> None:
+    scoped = variant == "scoped"
     async with candidate_indexes(cluster.dsn(DATABASE)):
-        cells = await measure_queries(cluster.url(), args, "candidates")
-    print("\nCandidate indexes: " + "; ".join(f"`{s}`" for s in CANDIDATE_INDEXES.values()))
-    report_queries(cells, "Queries with the candidate indexes", args.plans)
+        cells = await measure_queries(cluster.url(), args, variant, scoped=scoped)
+        differing = await same_pages(cluster.url(), args) if scoped else []
+    report_queries(cells, f"Queries with {VARIANTS[variant]}", args.plans)
+    if scoped:
+        verdict = f"**NO**, differing: {', '.join(differing)}" if differing else "yes, all"
+        print(f"\nSame pages as the service as it is (representative parameters): {verdict}")
 
 
 def main() -> None:

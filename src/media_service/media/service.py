@@ -7,6 +7,7 @@ row and records ``file.deleted``; the stored bytes go when a consumer handles th
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -191,7 +192,8 @@ class MediaService:
                 f"expires_in may be at most {self.settings.signed_url_max_seconds} seconds",
                 errors=[{"loc": ["body", "expires_in"], "msg": "too long"}],
             )
-        expires = int(time.time()) + lifetime
+        # Rounded up: the URL lives at least ``lifetime`` seconds, never a fraction less.
+        expires = math.ceil(time.time()) + lifetime
         query = self.signer.sign("GET", path, expires).as_query()
         return SignedUrl(f"{path}?{query}", datetime.fromtimestamp(expires, tz=UTC))
 
