@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from media_service.events import IdempotentConsumer, start_consumer
@@ -45,3 +46,6 @@ async def start_background(state: ServiceState) -> None:
         await start_consumer(state.bus, state.sessions, consumer)
     await Worker(state.bus, state.sessions, registry).start()
     state.relay.start()
+    # Everything loaded at start-up lives as long as the process: keep it out of the
+    # garbage collector's full passes (they paused requests for 65-80 ms at 140k objects).
+    gc.freeze()

@@ -134,6 +134,18 @@ def test_write_visibility(name: str) -> None:
     assert allowed(policy.write_visibility(PRINCIPALS[name])) == set(EXPECTED[name][1].split())
 
 
+@pytest.mark.parametrize("name", list(PRINCIPALS))
+def test_private_implied_only_where_every_readable_file_is_private_to_the_caller(
+    name: str,
+) -> None:
+    principal = PRINCIPALS[name]
+    readable = allowed(policy.read_visibility(principal))
+    private = allowed(policy.private_visibility(principal))
+    if policy.private_implied(principal):
+        assert readable <= private
+    assert policy.private_implied(principal) or principal.has(Role.TEACHER, Role.SERVICE)
+
+
 def test_visibility_fields_that_repositories_turn_into_sql() -> None:
     teacher = policy.read_visibility(PRINCIPALS["teacher_t1"])
     assert (teacher.organization_id, teacher.subject, teacher.everything) == (A, "t1", False)

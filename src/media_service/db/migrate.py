@@ -12,6 +12,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from media_service.metadata.models import SORT_INDEXES
+
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -44,6 +46,10 @@ async def pending_migrations(engine: AsyncEngine) -> list[str]:
     return [rev.revision for rev in script.iterate_revisions(head, revision)]
 
 
+# Expression indexes made by migrations that the models cannot declare (see 0005).
+MIGRATION_ONLY_INDEXES = frozenset(SORT_INDEXES)
+
+
 def include_object_for(dialect: str) -> Callable[[object, str | None, str, bool, object], bool]:
     """Alembic's ``include_object`` for ``dialect``: leaves out the indexes declared for
     another database (``Index(...).ddl_if(dialect=...)``, e.g. PostgreSQL's GIN indexes)."""
@@ -51,7 +57,9 @@ def include_object_for(dialect: str) -> Callable[[object, str | None, str, bool,
     def include_object(
         obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
     ) -> bool:
-        if type_ == "index" and not reflected:
+        if type_ == "index" and reflected:
+            return name not in MIGRATION_ONLY_INDEXES
+        if type_ == "index":
             wanted = getattr(getattr(obj, "_ddl_if", None), "dialect", None)
             return wanted is None or wanted == dialect
         return True

@@ -82,6 +82,12 @@ def private_visibility(principal: Principal) -> Visibility:
     )
 
 
+def private_implied(principal: Principal) -> bool:
+    """Whether :func:`private_visibility` contains :func:`read_visibility` (so a query need
+    not state both): true for admins, and for callers who read only their own files."""
+    return principal.has(Role.ADMIN) or not principal.has(Role.TEACHER, Role.SERVICE)
+
+
 def write_visibility(principal: Principal) -> Visibility:
     """What ``principal`` may change or delete: like reading, except that services only
     read."""

@@ -104,6 +104,11 @@ class MediaService:
         """Whether ``principal`` may report processing results (services and admins)."""
         return policy.can_mark_processed(principal)
 
+    def private_implied(self, principal: Principal) -> bool:
+        """Whether every file ``principal`` may read is one whose private details it may
+        see too (admins; students and members, who read only their own)."""
+        return policy.private_implied(principal)
+
     def may_see_private(self, principal: Principal, file: MediaFile) -> bool:
         """Whether ``principal`` may see ``file``'s location and faces."""
         return policy.private_visibility(principal).allows(file)

@@ -13,6 +13,12 @@ from media_service.db.base import Base, JSONDocument, utcnow
 
 # Lists the criteria language matches with "any/all/none" (GIN-indexed on PostgreSQL).
 LIST_COLUMNS = ("ai_labels", "ai_objects", "ai_scenes")
+# PostgreSQL indexes in the criteria query's sort order (migration 0005): expression
+# indexes that SQLAlchemy's metadata does not describe, so the schema check skips them.
+SORT_INDEXES = {
+    "idx_photo_metadata_sort_taken": "photo_taken_at",
+    "idx_photo_metadata_sort_quality": "quality_score",
+}
 
 
 class PhotoMetadata(Base):

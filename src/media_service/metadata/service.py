@@ -74,8 +74,13 @@ class MetadataService:
         self, principal: Principal, criteria: Criteria, limit: int, cursor: str | None
     ) -> MetadataPage:
         """One page of the caller's visible photos matching ``criteria``."""
-        conditions = [self.media.readable_clause(principal)]
-        if _uses_private_fields(criteria):
+        conditions = [
+            self.media.readable_clause(principal),
+            # Implied by the line above, restated on photo_metadata itself so that the
+            # planner can use its indexes (which all lead with organization_id).
+            PhotoMetadata.organization_id == principal.organization_id,
+        ]
+        if _uses_private_fields(criteria) and not self.media.private_implied(principal):
             # Filtering by place or faces would reveal them: only rows the caller may see them on.
             conditions.append(self.media.private_clause(principal))
         conditions += compiler.compile_where(criteria, self.repository.dialect)
