@@ -301,3 +301,29 @@ async def test_invalid_criteria_get_422_with_the_path_of_the_bad_field(
         f"{META}/query", headers=admin(stack), json={"criteria": {}, "cursor": "not-a-cursor"}
     )
     assert bad_cursor.status_code == 422
+
+
+async def test_a_members_query_follows_an_owner_change(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    alice = stack.auth("alice", ORG, Role.MEMBER)
+    bob = stack.auth("bob", ORG, Role.MEMBER)
+    response = await client.post(
+        FILES,
+        headers=alice,
+        files={"file": ("p.jpg", photo(seed=21), "image/jpeg")},
+        data={"owner_type": "User", "owner_id": "alice"},
+    )
+    file_id = response.json()["file_id"]
+    await analysed(client, stack, file_id)
+
+    async def found(headers: dict[str, str]) -> list[str]:
+        page = await client.post(f"{META}/query", headers=headers, json={"criteria": {}})
+        assert page.status_code == 200, page.text
+        return [item["file_id"] for item in page.json()["items"]]
+
+    assert await found(alice) == [file_id] and await found(bob) == []
+    moved = await client.patch(f"{FILES}/{file_id}", headers=admin(stack), json={"owner_id": "bob"})
+    assert moved.status_code == 200, moved.text
+    assert (await client.get(f"{META}/{file_id}", headers=admin(stack))).json()["user_id"] == "bob"
+    assert await found(alice) == [] and await found(bob) == [file_id]

@@ -146,6 +146,14 @@ def test_private_implied_only_where_every_readable_file_is_private_to_the_caller
     assert policy.private_implied(principal) or principal.has(Role.TEACHER, Role.SERVICE)
 
 
+@pytest.mark.parametrize("name", list(PRINCIPALS))
+def test_reads_only_own_means_every_readable_file_is_owned_by_the_caller(name: str) -> None:
+    principal = PRINCIPALS[name]
+    if policy.reads_only_own(principal):
+        readable = [FILES[label] for label in allowed(policy.read_visibility(principal))]
+        assert all(file.owner_id == principal.subject for file in readable)
+
+
 def test_visibility_fields_that_repositories_turn_into_sql() -> None:
     teacher = policy.read_visibility(PRINCIPALS["teacher_t1"])
     assert (teacher.organization_id, teacher.subject, teacher.everything) == (A, "t1", False)

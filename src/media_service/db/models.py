@@ -4,6 +4,7 @@ from media_service.db.base import Base
 from media_service.events import models as events_models
 from media_service.media import models as media_models
 from media_service.metadata import models as metadata_models
+from media_service.metadata import sync as metadata_sync  # keeps copies in step on flush
 from media_service.preprocessing import models as preprocessing_models
 
 metadata = Base.metadata
@@ -13,5 +14,6 @@ __all__ = [
     "media_models",
     "metadata",
     "metadata_models",
+    "metadata_sync",
     "preprocessing_models",
 ]

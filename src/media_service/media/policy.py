@@ -82,6 +82,12 @@ def private_visibility(principal: Principal) -> Visibility:
     )
 
 
+def reads_only_own(principal: Principal) -> bool:
+    """Whether every file ``principal`` may read is owned by it (students and members:
+    no admin, service or teacher role)."""
+    return not principal.has(Role.ADMIN, Role.SERVICE, Role.TEACHER)
+
+
 def private_implied(principal: Principal) -> bool:
     """Whether :func:`private_visibility` contains :func:`read_visibility` (so a query need
     not state both): true for admins, and for callers who read only their own files."""

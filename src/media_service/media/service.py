@@ -104,6 +104,10 @@ class MediaService:
         """Whether ``principal`` may report processing results (services and admins)."""
         return policy.can_mark_processed(principal)
 
+    def reads_only_own(self, principal: Principal) -> bool:
+        """Whether ``principal`` reads only files it owns (students, members)."""
+        return policy.reads_only_own(principal)
+
     def private_implied(self, principal: Principal) -> bool:
         """Whether every file ``principal`` may read is one whose private details it may
         see too (admins; students and members, who read only their own)."""

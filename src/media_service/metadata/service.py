@@ -21,6 +21,7 @@ from media_service.events import MediaMetadataUpdated, record_event
 from media_service.media.models import FileType, MediaFile
 from media_service.media.service import MediaService
 from media_service.metadata import compiler, labels
+from media_service.metadata import sync as _sync  # noqa: F401 - registers the owner copy
 from media_service.metadata.criteria import Criteria
 from media_service.metadata.models import PhotoMetadata
 from media_service.metadata.pipeline import PhotoAnalysis
@@ -80,6 +81,9 @@ class MetadataService:
             # planner can use its indexes (which all lead with organization_id).
             PhotoMetadata.organization_id == principal.organization_id,
         ]
+        if self.media.reads_only_own(principal):
+            # Likewise for "owned by the caller" (the copy is kept in step by metadata.sync).
+            conditions.append(PhotoMetadata.user_id == principal.subject)
         if _uses_private_fields(criteria) and not self.media.private_implied(principal):
             # Filtering by place or faces would reveal them: only rows the caller may see them on.
             conditions.append(self.media.private_clause(principal))
