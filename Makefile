@@ -35,6 +35,7 @@ bench: install ## side-by-side benchmarks; results go to docs/benchmarks.md by h
 	$(PY) bench/upload.py
 	$(PY) bench/events.py
 	$(PY) bench/preprocess.py
+	$(PY) bench/metadata.py --gc-freeze
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

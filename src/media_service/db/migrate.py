@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from media_service.metadata.models import SORT_INDEXES
+from media_service.metadata.models import OWNER_SORT_INDEX, SORT_INDEXES
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -47,7 +47,7 @@ async def pending_migrations(engine: AsyncEngine) -> list[str]:
 
 
 # Expression indexes made by migrations that the models cannot declare (see 0005).
-MIGRATION_ONLY_INDEXES = frozenset(SORT_INDEXES)
+MIGRATION_ONLY_INDEXES = frozenset({*SORT_INDEXES, OWNER_SORT_INDEX})
 
 
 def include_object_for(dialect: str) -> Callable[[object, str | None, str, bool, object], bool]:

@@ -19,6 +19,7 @@ SORT_INDEXES = {
     "idx_photo_metadata_sort_taken": "photo_taken_at",
     "idx_photo_metadata_sort_quality": "quality_score",
 }
+OWNER_SORT_INDEX = "idx_photo_metadata_sort_owner_taken"
 
 
 class PhotoMetadata(Base):

@@ -20,6 +20,7 @@ branch_labels = None
 depends_on = None
 
 CAMERA_STATISTICS = "stat_photo_metadata_camera"
+OWNER_SORT_INDEX = "idx_photo_metadata_sort_owner_taken"
 SORT_INDEXES = {  # as in media_service.metadata.models.SORT_INDEXES at this revision
     "idx_photo_metadata_sort_taken": "photo_taken_at",
     "idx_photo_metadata_sort_quality": "quality_score",
@@ -34,6 +35,11 @@ def upgrade() -> None:
             f"CREATE INDEX {name} ON photo_metadata (organization_id, "
             f'{column} DESC NULLS LAST, (file_id COLLATE "C") DESC)'
         )
+    # A member's own photos, newest first (the default sort), without sorting them all.
+    op.execute(
+        f"CREATE INDEX {OWNER_SORT_INDEX} ON photo_metadata (organization_id, user_id, "
+        'photo_taken_at DESC NULLS LAST, (file_id COLLATE "C") DESC)'
+    )
     op.execute(
         f"CREATE STATISTICS {CAMERA_STATISTICS} ON "
         '(trim(lower((camera_make) COLLATE "C"))), (trim(lower((camera_model) COLLATE "C"))) '
@@ -45,5 +51,6 @@ def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute(f"DROP STATISTICS IF EXISTS {CAMERA_STATISTICS}")
+    op.execute(f"DROP INDEX IF EXISTS {OWNER_SORT_INDEX}")
     for name in SORT_INDEXES:
         op.execute(f"DROP INDEX IF EXISTS {name}")
