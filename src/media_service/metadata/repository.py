@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Update, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.media.models import MediaFile
@@ -44,3 +44,13 @@ class MetadataRepository:
         )
         rows = await self.session.execute(statement)
         return [(row[0], row[1]) for row in rows.all()]
+
+
+def owner_copy_update(file_id: str, owner_id: str) -> Update:
+    """The statement that sets a photo's copy of its file's owner (see ``metadata.sync``)."""
+    return (
+        update(PhotoMetadata)
+        .where(PhotoMetadata.file_id == file_id)
+        .values(user_id=owner_id)
+        .execution_options(synchronize_session=False)
+    )

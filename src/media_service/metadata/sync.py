@@ -9,13 +9,11 @@ updates the copy with the same connection, before the commit.
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import event, inspect, update
+from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session, UOWTransaction
 
 from media_service.media.models import MediaFile
-from media_service.metadata.models import PhotoMetadata
+from media_service.metadata.repository import owner_copy_update
 
 
 @event.listens_for(Session, "after_flush")
@@ -26,10 +24,4 @@ def _follow_owner_changes(session: Session, _context: UOWTransaction) -> None:
 
 
 def _copy_owner(session: Session, file: MediaFile) -> None:
-    statement: Any = (
-        update(PhotoMetadata)
-        .where(PhotoMetadata.file_id == file.file_id)
-        .values(user_id=file.owner_id)
-        .execution_options(synchronize_session=False)
-    )
-    session.connection().execute(statement)
+    session.connection().execute(owner_copy_update(file.file_id, file.owner_id))
