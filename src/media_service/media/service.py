@@ -201,10 +201,16 @@ class MediaService:
                 f"expires_in may be at most {self.settings.signed_url_max_seconds} seconds",
                 errors=[{"loc": ["body", "expires_in"], "msg": "too long"}],
             )
-        # Rounded up: the URL lives at least ``lifetime`` seconds, never a fraction less.
-        expires = math.ceil(time.time()) + lifetime
-        query = self.signer.sign("GET", path, expires).as_query()
-        return SignedUrl(f"{path}?{query}", datetime.fromtimestamp(expires, tz=UTC))
+        return signed_path(self.signer, path, lifetime)
+
+
+def signed_path(signer: UrlSigner, path: str, lifetime: int) -> SignedUrl:
+    """``path`` with a GET signature valid for at least ``lifetime`` seconds (the expiry is
+    rounded up, never a fraction less). ``path`` may carry a query of its own."""
+    expires = math.ceil(time.time()) + lifetime
+    query = signer.sign("GET", path, expires).as_query()
+    separator = "&" if "?" in path else "?"
+    return SignedUrl(f"{path}{separator}{query}", datetime.fromtimestamp(expires, tz=UTC))
 
 
 def may_read(principal: Principal, file: MediaFile) -> bool:

@@ -9,11 +9,11 @@ analysis: the photo keeps what the service measured itself, and the AI service m
 from __future__ import annotations
 
 import functools
-import time
 from dataclasses import dataclass
 
 import structlog
 
+from media_service.imaging.specs import Fit
 from media_service.media.models import MediaFile
 from media_service.metadata.analyzer import (
     AnalysisRequest,
@@ -23,11 +23,14 @@ from media_service.metadata.analyzer import (
     analyzer_from_settings,
 )
 from media_service.metadata.pipeline import PhotoAnalysis
+from media_service.preprocessing.params import RenditionParams
+from media_service.preprocessing.service import PreprocessingService
 from media_service.state import ServiceState
 
 log = structlog.get_logger(__name__)
 
-IMAGE_QUERY = "width=1024&height=1024&fit=contain&format=jpeg"
+# What the AI service downloads: a 1024 px JPEG rendition, no metadata.
+IMAGE = RenditionParams(1024, 1024, Fit.CONTAIN, "jpeg", None)
 URL_LIFETIME = 600  # seconds the AI service has to fetch the photo
 
 
@@ -55,7 +58,9 @@ async def ask_analyzer(
         file_id=file.file_id,
         organization_id=file.organization_id,
         user_id=file.owner_id,
-        image_url=_image_url(state, file),
+        image_url=PreprocessingService(state).service_rendition_url(
+            file.file_id, IMAGE, URL_LIFETIME
+        ),
         width=analysis.pixels.width,
         height=analysis.pixels.height,
     )
@@ -80,10 +85,3 @@ async def ask_analyzer(
 def shared_analyzer(url: str, token: str | None, timeout: float) -> Analyzer:
     """One client (and one circuit breaker) per process and configuration."""
     return analyzer_from_settings(url, token, timeout)
-
-
-def _image_url(state: ServiceState, file: MediaFile) -> str:
-    path = f"/api/v1/media/files/{file.file_id}/rendition?{IMAGE_QUERY}"
-    expires = int(time.time()) + URL_LIFETIME
-    query = state.signer.sign("GET", path, expires).as_query()
-    return f"{(state.settings.public_url or '').rstrip('/')}{path}&{query}"

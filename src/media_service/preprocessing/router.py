@@ -114,8 +114,7 @@ async def sign_rendition(
     path = f"{PREFIX}/{file_id}/rendition?{params.signed_query()}"
     signed = await service.sign_url(principal, file_id, path, body.expires_in)
     base = (state.settings.public_url or str(request.base_url)).rstrip("/")
-    path_and_params, _, signature = signed.path_and_query.rpartition("?")
-    return SignedUrlOut(url=f"{base}{path_and_params}&{signature}", expires_at=signed.expires_at)
+    return SignedUrlOut(url=base + signed.path_and_query, expires_at=signed.expires_at)
 
 
 @router.get("/{file_id}/faces", response_model=FacesOut, responses=_PROBLEMS)

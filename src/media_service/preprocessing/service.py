@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import structlog
@@ -24,7 +25,7 @@ from media_service.imaging.faces import Face
 from media_service.imaging.limits import DecodeLimits
 from media_service.imaging.specs import Fit, OutputFormat, Rendered, RenderSpec
 from media_service.media.models import FileType, MediaFile
-from media_service.media.service import MediaService, SignedUrl, may_read
+from media_service.media.service import MediaService, SignedUrl, may_read, signed_path
 from media_service.media.storage_keys import file_folder
 from media_service.preprocessing import pipeline
 from media_service.preprocessing.errors import NotReady, client_error
@@ -39,6 +40,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 THUMBNAIL, PREVIEW = "thumbnail", "preview"
+RENDITION_PATH = "/api/v1/media/files/{file_id}/rendition"
 _KINDS = {FileType.IMAGE: pipeline.IMAGE, FileType.VIDEO: pipeline.VIDEO}
 _ALPHA_TYPES = {"image/png", "image/gif", "image/webp", "image/avif", "image/heic", "image/heif"}
 
@@ -94,6 +96,15 @@ class PreprocessingService:
             return await self._media(session).sign_url(
                 principal, file_id, path_and_query, expires_in
             )
+
+    def service_rendition_url(self, file_id: str, params: RenditionParams, lifetime: int) -> str:
+        """An absolute signed rendition URL for another service (no caller to check: the
+        job asking is the authority). Needs ``MEDIA_PUBLIC_URL``."""
+        if not self.settings.public_url:
+            raise ValueError("MEDIA_PUBLIC_URL is needed for URLs handed to other services")
+        path = f"{RENDITION_PATH.format(file_id=file_id)}?{params.signed_query()}"
+        signed = signed_path(self.state.signer, path, lifetime)
+        return self.settings.public_url.rstrip("/") + signed.path_and_query
 
     # -- the job after an upload --------------------------------------------------------------
 
@@ -343,7 +354,7 @@ class PreprocessingService:
     def _count(self, kind: str) -> None:
         self.state.render_counts[kind] += 1
 
-    def _tmp_dir(self) -> Any:
+    def _tmp_dir(self) -> Path:
         return self.settings.data_dir / "tmp"
 
     def _media(self, session: AsyncSession) -> MediaService:

@@ -13,6 +13,7 @@ import os
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import BinaryIO
 
 from media_service.storage import BlobNotFound, BlobStore
 from media_service.storage.local import LocalBlobStore
@@ -24,10 +25,9 @@ async def local_copy(blobs: BlobStore, key: str, tmp_dir: Path) -> AsyncIterator
     if isinstance(blobs, LocalBlobStore):
         yield str(blobs.path_for(key))
         return
-    await asyncio.to_thread(tmp_dir.mkdir, parents=True, exist_ok=True)
-    fd, path = tempfile.mkstemp(prefix="source-", dir=tmp_dir)
+    out, path = await asyncio.to_thread(_new_temporary, tmp_dir)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with out:
             async for chunk in blobs.get(key):
                 await asyncio.to_thread(out.write, chunk)
         yield path
@@ -52,6 +52,13 @@ async def put_bytes(blobs: BlobStore, key: str, data: bytes) -> None:
         yield data
 
     await blobs.put(key, one_chunk())
+
+
+def _new_temporary(tmp_dir: Path) -> tuple[BinaryIO, str]:
+    """An open temporary file under ``tmp_dir`` (file-system calls: run in a thread)."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="source-", dir=tmp_dir)
+    return os.fdopen(fd, "wb"), path
 
 
 def _remove(path: str) -> None:
