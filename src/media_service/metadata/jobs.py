@@ -23,7 +23,7 @@ from media_service.media.service import MediaService
 from media_service.metadata.ai import ask_analyzer
 from media_service.metadata.pipeline import PhotoAnalysis, PixelSource, analyse_photo
 from media_service.metadata.service import MetadataService
-from media_service.preprocessing.errors import RenderUnavailable, client_error
+from media_service.preprocessing.errors import source_at_fault
 from media_service.preprocessing.jobs import ANALYSE_PHOTO, POLICY, FileJob
 from media_service.preprocessing.service import PreprocessingService
 from media_service.preprocessing.sources import local_copy
@@ -88,7 +88,6 @@ async def _measure(state: ServiceState, file: MediaFile) -> PhotoAnalysis:
                 timeout=settings.render_timeout_seconds,
             )
     except ImagingError as exc:
-        error = client_error(exc)
-        if isinstance(error, RenderUnavailable):
+        if not source_at_fault(exc):
             raise  # a crashed or stuck worker: retried
         raise RejectMessage(f"{file.file_id} cannot be analysed: {exc.code}: {exc}") from exc

@@ -42,6 +42,12 @@ class RenderUnavailable(MediaError):
         self.headers["Retry-After"] = "5"
 
 
+def source_at_fault(exc: ImagingError) -> bool:
+    """Whether the file itself cannot be used (retrying will not help), as opposed to a
+    crashed or timed-out worker (plain ``ImagingError``), which is worth retrying."""
+    return isinstance(exc, tuple(imaging for imaging, _ in _MAPPING))
+
+
 def client_error(exc: ImagingError) -> MediaError:
     """The problem to answer for an imaging failure."""
     for imaging_type, error_type in _MAPPING:

@@ -20,7 +20,7 @@ from media_service.events.bus import DeliveryPolicy, RejectMessage
 from media_service.imaging.errors import ImagingError
 from media_service.jobs import JobContext, JobHandler, enqueue, job
 from media_service.media.models import FileType, MediaFile
-from media_service.preprocessing.errors import RenderUnavailable
+from media_service.preprocessing.errors import source_at_fault
 from media_service.preprocessing.service import PreprocessingService
 from media_service.state import ServiceState
 
@@ -46,15 +46,6 @@ async def enqueue_preprocessing(session: AsyncSession, file_id: str, organizatio
     await enqueue(session, PREPROCESS, payload, job_id=f"preprocess-{file_id}")
 
 
-def imaging_failure(exc: Exception) -> ImagingError | None:
-    """The imaging error behind a domain error, if the file itself is the problem
-    (``None`` for a crashed or stuck worker, which is worth retrying)."""
-    if isinstance(exc, RenderUnavailable):
-        return None
-    cause = exc.__cause__
-    return cause if isinstance(cause, ImagingError) else None
-
-
 def preprocessing_jobs(state: ServiceState) -> list[JobHandler[Any]]:
     """The job handlers of this domain, bound to the running service."""
 
@@ -67,15 +58,13 @@ def preprocessing_jobs(state: ServiceState) -> list[JobHandler[Any]]:
             return
         try:
             outcome = await service.preprocess(file)  # slow: before touching ctx.session
-        except Exception as exc:
-            cause = imaging_failure(exc)
-            if cause is None:
-                raise
-            await service.record_failure(file, cause)
-            log.warning("preprocess_failed", file_id=file.file_id, code=cause.code)
-            raise RejectMessage(
-                f"{file.file_id} cannot be processed: {cause.code}: {cause}"
-            ) from exc
+        except ImagingError as exc:
+            if not source_at_fault(exc):
+                raise  # a crashed or stuck worker: retried with back-off
+            await service.record_failure(file, exc)
+            log.warning("preprocess_failed", file_id=file.file_id, code=exc.code)
+            reason = f"{file.file_id} cannot be processed: {exc.code}: {exc}"
+            raise RejectMessage(reason) from exc
         hand_on = _analysed_later(state, file)
         if not await service.record(ctx.session, file, outcome, mark_processed=not hand_on):
             return

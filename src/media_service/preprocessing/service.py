@@ -135,13 +135,18 @@ class PreprocessingService:
     async def preprocess(self, file: MediaFile) -> pipeline.Preprocessed:
         """Decode the original once and store its renditions (and poster).
 
-        Raises :class:`ImagingError` when the file cannot be used.
+        Raises :class:`ImagingError` (not a client error: a job decides what it means).
         """
         specs = self.stored_specs()
         kind = _KINDS.get(file.file_type, pipeline.DOCUMENT)
         async with local_copy(self.blobs, file.storage_path, self._tmp_dir()) as path:
-            outcome = await self._run(
-                pipeline.preprocess, path, kind, list(specs.values()), self.limits
+            outcome = await self.state.imaging.run(
+                pipeline.preprocess,
+                path,
+                kind,
+                list(specs.values()),
+                self.limits,
+                timeout=self.settings.render_timeout_seconds,
             )
         self._count("preprocess")
         for name, rendered in zip(specs, outcome.renditions, strict=True):
