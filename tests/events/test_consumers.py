@@ -171,3 +171,46 @@ def test_consumer_names_are_durable_names() -> None:
     with pytest.raises(ValueError, match="durable consumer name"):
         idempotent("has.dots", FileDeleted)
     assert make_consumer().subjects == ("file.deleted",)
+
+
+async def test_concurrent_deliveries_share_transactions_and_a_failure_stays_with_its_event(
+    sessions: Sessions,
+) -> None:
+    """Group commit on the real databases: of 16 deliveries at once, the one whose handler
+    fails is neither applied nor recorded, and does not keep the others from committing."""
+    poisoned = deleted()
+
+    @idempotent("on-delete", FileDeleted)
+    async def on_delete(session: AsyncSession, event: FileDeleted) -> None:
+        session.add(HandledEvent(consumer=EFFECT, event_id=event.event_id))
+        await session.flush()
+        if event.event_id == poisoned.event_id:
+            raise RuntimeError("poisoned")
+
+    handler = on_delete.bind(sessions)
+    events = [deleted() for _ in range(15)] + [poisoned]
+    results = await asyncio.gather(
+        *(handler(delivery(e.to_json())) for e in events), return_exceptions=True
+    )
+    assert [type(r) for r in results] == [type(None)] * 15 + [RuntimeError]
+    good = {e.event_id for e in events[:15]}
+    assert set(await handled(sessions, "on-delete")) == good
+    assert set(await handled(sessions, EFFECT)) == good
+    for e in events[:15]:  # redelivered: nothing changes
+        await handler(delivery(e.to_json(), attempt=2))
+    assert await count_effects(sessions) == 15
+
+
+async def test_deliveries_at_once_are_applied_in_a_few_transactions(sessions: Sessions) -> None:
+    transactions: set[int] = set()
+
+    @idempotent("on-delete", FileDeleted)
+    async def on_delete(session: AsyncSession, event: FileDeleted) -> None:
+        transactions.add(id(session))
+        session.add(HandledEvent(consumer=EFFECT, event_id=event.event_id))
+
+    handler = on_delete.bind(sessions)
+    events = [deleted() for _ in range(16)]
+    await asyncio.gather(*(handler(delivery(e.to_json())) for e in events))
+    assert set(await handled(sessions, EFFECT)) == {e.event_id for e in events}
+    assert len(transactions) == 2  # the first alone, the 15 that queued behind it together

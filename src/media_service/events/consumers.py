@@ -4,9 +4,10 @@ An event handler is a coroutine ``handle(session, event)`` wrapped by
 :func:`idempotent`: the wrapper validates the message, inserts ``handled_events``
 (consumer, event_id) first and runs the handler in the same unit of work, so the effect
 and the record commit together. A redelivered or re-published event (same event id)
-finds the record and changes nothing; two copies handled at the same moment collide on
-the primary key and one of them rolls back. A message that is not a valid event is
-rejected at once and ends up in ``dead_letters``.
+finds the record and changes nothing; of two copies handled at the same moment, one
+waits for the other's transaction and then skips. Events delivered together share a
+transaction (:mod:`group_commit`). A message that is not a valid event is rejected at
+once and ends up in ``dead_letters``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Generic, TypeVar, cast
 
 import structlog
 from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -33,6 +35,7 @@ from media_service.events.bus import (
     validate_durable_name,
 )
 from media_service.events.envelope import Event, InvalidEvent, parse_event
+from media_service.events.group_commit import GroupCommit
 from media_service.events.models import DeadLetterRecord, HandledEvent
 from media_service.events.observer import event_observer
 from media_service.ids import new_id
@@ -43,10 +46,6 @@ E = TypeVar("E", bound=Event)
 EventHandler = Callable[[AsyncSession, E], Awaitable[None]]
 
 
-class _AlreadyHandled(Exception):
-    pass
-
-
 @dataclass(frozen=True)
 class IdempotentConsumer(Generic[E]):
     """A named handler of one event type; ``name`` is also its durable consumer name."""
@@ -54,6 +53,7 @@ class IdempotentConsumer(Generic[E]):
     name: str
     event_type: type[E]
     handle: EventHandler[E]
+    max_batch: int = 32  # events applied in one transaction, at most
 
     @property
     def subjects(self) -> tuple[str, ...]:
@@ -62,6 +62,20 @@ class IdempotentConsumer(Generic[E]):
     def bind(self, sessions: async_sessionmaker[AsyncSession]) -> Handler:
         """The bus handler: validate, skip if handled, else handle and record together."""
 
+        async def apply_batch(events: Sequence[E]) -> set[str]:
+            async with unit_of_work(sessions) as session:
+                ids = [event.event_id for event in events]
+                new = await HandledEvents(session).record_new(self.name, ids)
+                for event in events:
+                    if event.event_id in new:
+                        await self.handle(session, event)
+            return new
+
+        async def apply_one(event: E) -> bool:
+            return event.event_id in await apply_batch([event])
+
+        together = GroupCommit(apply_batch, apply_one, self.max_batch)
+
         async def apply(delivery: Delivery) -> bool:
             try:
                 event = parse_event(delivery.payload, delivery.subject)
@@ -69,15 +83,10 @@ class IdempotentConsumer(Generic[E]):
                 raise RejectMessage(str(exc)) from None
             if not isinstance(event, self.event_type):
                 raise RejectMessage(f"{self.name} handles {self.subjects[0]}, not {event.subject}")
-            try:
-                async with unit_of_work(sessions) as session:
-                    if not await HandledEvents(session).record(self.name, event.event_id):
-                        raise _AlreadyHandled
-                    await self.handle(session, event)
-            except _AlreadyHandled:
-                log.info("event_already_handled", consumer=self.name, event_id=event.event_id)
-                return False
-            return True
+            if await together.apply(event):
+                return True
+            log.info("event_already_handled", consumer=self.name, event_id=event.event_id)
+            return False
 
         async def on_delivery(delivery: Delivery) -> None:
             observer = event_observer(sessions)
@@ -95,25 +104,35 @@ class IdempotentConsumer(Generic[E]):
 
 
 def idempotent(
-    consumer_name: str, event_type: type[E]
+    consumer_name: str, event_type: type[E], *, max_batch: int = 32
 ) -> Callable[[EventHandler[E]], IdempotentConsumer[E]]:
     """Decorate ``async def handle(session, event)`` as the idempotent consumer
     ``consumer_name`` of ``event_type``::
 
         @idempotent("metadata-on-file-uploaded", FileUploaded)
         async def create_metadata(session: AsyncSession, event: FileUploaded) -> None: ...
+
+    ``max_batch`` bounds how many events share a transaction; 1 for a handler whose work
+    outside the database (deleting blobs, calling a service) should not wait for others'.
     """
     validate_durable_name(consumer_name)
 
     def wrap(handle: EventHandler[E]) -> IdempotentConsumer[E]:
-        return IdempotentConsumer(consumer_name, event_type, handle)
+        return IdempotentConsumer(consumer_name, event_type, handle, max_batch)
 
     return wrap
 
 
-# A Core insert: the ORM-enabled ``insert(HandledEvent)`` goes through the ORM's bulk
+# Core inserts: the ORM-enabled ``insert(HandledEvent)`` goes through the ORM's bulk
 # persistence path, which costs CPU on every handled event.
-_INSERT_HANDLED = insert(cast(Table, HandledEvent.__table__))
+_HANDLED = cast(Table, HandledEvent.__table__)
+_INSERT_HANDLED = insert(_HANDLED)
+
+
+def _insert_ignoring_conflicts(session: AsyncSession) -> postgresql.Insert | sqlite.Insert:
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(_HANDLED).on_conflict_do_nothing()
+    return sqlite.insert(_HANDLED).on_conflict_do_nothing()
 
 
 class HandledEvents:
@@ -136,6 +155,16 @@ class HandledEvents:
         except IntegrityError:
             return False
         return True
+
+    async def record_new(self, consumer: str, event_ids: Sequence[str]) -> set[str]:
+        """Record that ``consumer`` handles ``event_ids`` (distinct); the ids it had not
+        handled before. On PostgreSQL a copy being recorded by a concurrent transaction
+        waits for it, and counts as handled once that one commits."""
+        now = utcnow()
+        rows = [{"consumer": consumer, "event_id": e, "handled_at": now} for e in event_ids]
+        insert_new = _insert_ignoring_conflicts(self.session).values(rows)
+        result = await self.session.execute(insert_new.returning(_HANDLED.c.event_id))
+        return set(result.scalars())
 
     async def contains(self, consumer: str, event_id: str) -> bool:
         found = await self.session.scalar(

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from media_service.db.base import utcnow
@@ -91,6 +91,12 @@ class OutboxBacklog:
     oldest_age_seconds: float | None
 
 
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+_CLAIMED_COLUMNS = (
+    _OUTBOX.c.id, _OUTBOX.c.kind, _OUTBOX.c.subject, _OUTBOX.c.payload, _OUTBOX.c.attempts
+)  # fmt: skip
+
+
 class OutboxRepository:
     """SQL for the relay and for metrics; each method is its own short transaction."""
 
@@ -105,23 +111,25 @@ class OutboxRepository:
         A claimed row is due again only when its lease ends.
         """
         now = utcnow()
+        due = (
+            select(_OUTBOX.c.id)
+            .where(_OUTBOX.c.published_at.is_(None), _OUTBOX.c.available_at <= now)
+            .order_by(_OUTBOX.c.available_at, _OUTBOX.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        # One statement (no ORM objects loaded and flushed row by row): the relay's CPU
+        # per event was mostly this claim.
+        claim = (
+            update(_OUTBOX)
+            .where(_OUTBOX.c.id.in_(due.scalar_subquery()))
+            .values(available_at=now + lease)
+            .returning(_OUTBOX.c.created_at, *_CLAIMED_COLUMNS)
+        )
         async with self._sessions.begin() as session:
-            rows = (
-                await session.execute(
-                    select(OutboxMessage)
-                    .where(OutboxMessage.published_at.is_(None), OutboxMessage.available_at <= now)
-                    .order_by(OutboxMessage.available_at, OutboxMessage.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            ).scalars()
-            claimed = []
-            for row in rows:
-                row.available_at = now + lease
-                claimed.append(
-                    ClaimedMessage(row.id, row.kind, row.subject, row.payload, row.attempts)
-                )
-        return claimed
+            rows = (await session.execute(claim)).all()
+        in_order = sorted(rows, key=lambda row: (row[0], row[1]))  # RETURNING has no order
+        return [ClaimedMessage(*row[1:]) for row in in_order]
 
     async def mark_published(self, ids: Sequence[str]) -> None:
         if not ids:

@@ -31,6 +31,7 @@ DEFAULT_RETRY_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 _PUBLISHED = "published"
 _REFUSED = "refused"  # this message only: go on with the batch
 _BUS_DOWN = "bus_down"  # stop the batch and back off
+_NOT_SENT = "not_sent"  # the bus was down before this one's turn
 
 
 class OutboxRelay:
@@ -42,7 +43,7 @@ class OutboxRelay:
         sessions: async_sessionmaker[AsyncSession],
         bus: EventBus,
         *,
-        batch_size: int = 100,
+        batch_size: int = 256,
         poll_interval: float = 1.0,
         lease: float = 30.0,
         retry_backoff: Sequence[float] = DEFAULT_RETRY_BACKOFF,
@@ -109,29 +110,37 @@ class OutboxRelay:
         """Publish one batch of due rows; returns how many were published.
 
         Up to ``concurrency`` publishes are in flight at once (NATS pipelines them on one
-        connection), so the order of arrival may differ from the order of commits.
+        connection), each acknowledgement making room for the next row, so the order of
+        arrival may differ from the order of commits. Once the bus is found down, the rows
+        not yet sent are released for a later pass.
         """
         batch = await self.repository.claim_pending(self._batch_size, self._lease)
-        published: list[str] = []
-        bus_down = False
+        slots = asyncio.Semaphore(self._concurrency)
+        down = asyncio.Event()
+
+        async def publish(message: ClaimedMessage) -> str:
+            async with slots:
+                if down.is_set():
+                    return _NOT_SENT
+                outcome = await self._publish(message)
+                if outcome is _BUS_DOWN:
+                    down.set()
+                return outcome
+
+        outcomes: list[str] = []
         try:
-            for start in range(0, len(batch), self._concurrency):
-                chunk = batch[start : start + self._concurrency]
-                outcomes = await asyncio.gather(*(self._publish(m) for m in chunk))
-                published += [m.id for m, o in zip(chunk, outcomes, strict=True) if o is _PUBLISHED]
-                if _BUS_DOWN in outcomes:
-                    bus_down = True
-                    rest = [m.id for m in batch[start + len(chunk) :]]
-                    await self.repository.release(rest, timedelta(seconds=self._next_backoff()))
-                    break
+            outcomes = await asyncio.gather(*(publish(m) for m in batch))
         finally:
-            await self.repository.mark_published(published)
-        self._report(batch, published)
-        if bus_down:
+            sent = [m.id for m, o in zip(batch, outcomes, strict=False) if o is _PUBLISHED]
+            await self.repository.mark_published(sent)
+        if down.is_set():
+            not_sent = [m.id for m, o in zip(batch, outcomes, strict=True) if o is _NOT_SENT]
+            await self.repository.release(not_sent, timedelta(seconds=self._next_backoff()))
             self._failures += 1
         elif batch:
             self._failures = 0
-        return len(published)
+        self._report(batch, sent)
+        return len(sent)
 
     async def _publish(self, message: ClaimedMessage) -> str:
         try:

@@ -23,7 +23,8 @@ PURGE_CONSUMER = "media-purge-deleted-files"
 def purge_deleted_files(blobs: BlobStore) -> IdempotentConsumer[FileDeleted]:
     """The consumer that removes a deleted file's stored objects."""
 
-    @idempotent(PURGE_CONSUMER, FileDeleted)
+    # One event per transaction: deleting a folder of objects should not hold up others.
+    @idempotent(PURGE_CONSUMER, FileDeleted, max_batch=1)
     async def purge(session: AsyncSession, event: FileDeleted) -> None:
         if not is_valid_id(event.file_id, "file"):
             return  # not one of ours: nothing of it is stored here
