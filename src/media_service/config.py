@@ -83,6 +83,16 @@ class Settings(BaseSettings):
 
     gc_grace_seconds: int = Field(default=3600, ge=0)
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    events_retention_days: float = Field(
+        default=14.0,
+        ge=1.0,
+        description="Forget published events and handled-event records after this many days",
+    )
+    housekeeping_interval_seconds: float = Field(default=3600.0, ge=1.0, le=7 * 24 * 3600)
+
+    metrics_token: SecretStr | None = Field(
+        default=None, description="When set, /metrics asks for Authorization: Bearer <token>"
+    )
 
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -17,17 +17,21 @@ subscribed is in none of them on NATS (the stream keeps it until a worker comes)
 from __future__ import annotations
 
 import asyncio
+import hmac
 import math
+from typing import Annotated
 
 import structlog
-from fastapi import APIRouter
+from fastapi import APIRouter, Header
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
+from pydantic import SecretStr
 
 from media_service.deps import StateDep
+from media_service.errors import Unauthorized
 from media_service.events import DeadLetterRepository, OutboxRepository
 from media_service.events.bus import describe_error
 from media_service.events.observer import observe_events
@@ -168,12 +172,26 @@ class ServiceMetrics:
         router = APIRouter(tags=["operations"])
 
         @router.get("/metrics", response_class=Response)
-        async def metrics(state: StateDep) -> Response:
-            """Prometheus metrics (text exposition format)."""
+        async def metrics(
+            state: StateDep, authorization: Annotated[str | None, Header()] = None
+        ) -> Response:
+            """Prometheus metrics (text exposition format); with ``MEDIA_METRICS_TOKEN``
+            set, only for ``Authorization: Bearer <that token>``."""
+            require_metrics_token(state.settings.metrics_token, authorization)
             await self.refresh(state)
             return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
         return router
+
+
+def require_metrics_token(token: SecretStr | None, authorization: str | None) -> None:
+    """Refuse a scrape without the configured token (none configured: open, as usual for
+    a port only the monitoring network reaches)."""
+    if token is None:
+        return
+    expected = f"Bearer {token.get_secret_value()}".encode()
+    if not hmac.compare_digest((authorization or "").encode(), expected):
+        raise Unauthorized("/metrics needs Authorization: Bearer <MEDIA_METRICS_TOKEN>")
 
 
 class _RenderCollector(Collector):

@@ -46,6 +46,7 @@ async def start_background(state: ServiceState) -> None:
         await start_consumer(state.bus, state.sessions, consumer)
     await Worker(state.bus, state.sessions, registry).start()
     state.relay.start()
+    state.housekeeping.start()
     # Everything loaded at start-up lives as long as the process: keep it out of the
     # garbage collector's full passes (they paused requests for 65-80 ms at 140k objects).
     gc.freeze()

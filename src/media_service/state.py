@@ -18,6 +18,7 @@ from media_service.db.engine import (
     create_session_factory,
 )
 from media_service.events import EventBus, OutboxRelay, open_event_bus, wake_on_commit
+from media_service.housekeeping import Housekeeping
 from media_service.imaging.pool import ImagingPool, shared_pool
 from media_service.media.signing import UrlSigner, derive_signing_key, parse_signing_keys
 from media_service.recent import RecentValues
@@ -38,6 +39,7 @@ class ServiceState:
     signer: UrlSigner
     bus: EventBus
     relay: OutboxRelay
+    housekeeping: Housekeeping
     imaging: ImagingPool
     # Per process: identical renders in flight run once; counts of renders by kind.
     flights: SingleFlight[Any] = field(default_factory=SingleFlight)
@@ -76,12 +78,14 @@ class ServiceState:
             signer=UrlSigner(keys),
             bus=bus,
             relay=relay,
+            housekeeping=Housekeeping(sessions, settings),
             # One pool per process, shared by every app in it (tests build many).
             imaging=shared_pool(settings.imaging_workers),
         )
 
     async def stop_background(self) -> None:
-        """Stop relaying and consuming; the backends stay usable."""
+        """Stop relaying, consuming and cleaning up; the backends stay usable."""
+        await self.housekeeping.stop()
         await self.relay.stop()
         await self.bus.close()
 

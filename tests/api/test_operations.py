@@ -366,3 +366,15 @@ async def test_metrics_count_jobs_by_state(
     assert dead[DEAD_JOBS] == 1 and dead[QUEUED] == 0
     assert (await wait_for_metric(client, WAITING, 0))[DEAD_JOBS] == 1
     assert all(not math.isnan(value) for value in dead.values())
+
+
+@pytest.mark.parametrize("settings_overrides", [{"metrics_token": "scrape-me-7f3a"}])
+async def test_metrics_ask_for_the_configured_token(client: httpx.AsyncClient) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "scrape-me-7f3a"}):
+        refused = await client.get("/metrics", headers=headers)
+        assert refused.status_code == 401
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "MEDIA_METRICS_TOKEN" in refused.json()["detail"]
+    allowed = await client.get("/metrics", headers={"Authorization": "Bearer scrape-me-7f3a"})
+    assert allowed.status_code == 200
+    assert ("media_outbox_backlog", ()) in samples(allowed.text)

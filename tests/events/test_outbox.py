@@ -27,7 +27,6 @@ from media_service.db.uow import unit_of_work
 from media_service.events.bus import DeadLetterCallback, Delivery, EventBus
 from media_service.events.consumers import idempotent
 from media_service.events.envelope import FileUploaded, parse_event
-from media_service.events.memory import MemoryEventBus
 from media_service.events.models import BusDelivery, HandledEvent, OutboxMessage
 from media_service.events.nats import EVENTS_STREAM, NatsEventBus
 from media_service.events.outbox import (
@@ -268,8 +267,6 @@ async def test_backlog_counts_pending_rows_and_their_age(
 
     assert await relay_for(sessions, bus).run_once() == 2
     assert await repository.backlog() == OutboxBacklog(0, None)
-    assert await repository.purge_published(timedelta(hours=1)) == 0
-    assert await repository.purge_published(timedelta(0)) == 2
 
 
 # -- NATS faults --------------------------------------------------------------------------
@@ -360,15 +357,3 @@ async def test_claims_skip_locked_rows_on_postgresql_and_wait_on_sqlite(
             assert not claim.done(), "two SQLite claims ran at the same time"
     if database == "sqlite":
         assert {m.id for m in await claim} == {e.event_id for e in events}
-
-
-@pytest.mark.parametrize("bus_kind", ["memory"])
-async def test_settled_deliveries_can_be_purged(make_bus: BusFactory, sessions: Sessions) -> None:
-    bus = await make_bus()
-    assert isinstance(bus, MemoryEventBus)
-    await start_effect_consumer(bus, sessions)
-    await commit_events(sessions, uploaded())
-    assert await relay_for(sessions, bus).run_once() == 1
-    await settled(bus, apply_upload.name)
-    assert await bus.purge_settled(timedelta(hours=1)) == 0
-    assert await bus.purge_settled(timedelta(0)) == 1

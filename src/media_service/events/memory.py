@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import ColumnElement, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -126,17 +126,6 @@ class MemoryEventBus:
         except Exception as exc:  # the database is the bus: its error is the bus's
             raise BusUnavailable(f"in-process bus cannot read its state: {exc}") from exc
         return BusHealth(self.url, "in-process, stored in the database", lag)
-
-    async def purge_settled(self, older_than: timedelta) -> int:
-        """Delete deliveries settled more than ``older_than`` ago; returns how many."""
-        async with unit_of_work(self._sessions) as session:
-            result = await session.execute(
-                delete(BusDelivery).where(
-                    BusDelivery.settled_at.is_not(None),
-                    BusDelivery.settled_at < utcnow() - older_than,
-                )
-            )
-        return int(getattr(result, "rowcount", 0) or 0)
 
     async def close(self) -> None:
         consumers, self._consumers = self._consumers, []

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from media_service.db.base import utcnow
@@ -177,17 +177,6 @@ class OutboxRepository:
             count, oldest = (await session.execute(query)).one()
         age = None if oldest is None else max((utcnow() - _aware(oldest)).total_seconds(), 0.0)
         return OutboxBacklog(int(count), age)
-
-    async def purge_published(self, older_than: timedelta) -> int:
-        """Delete rows published more than ``older_than`` ago; returns how many."""
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                delete(OutboxMessage).where(
-                    OutboxMessage.published_at.is_not(None),
-                    OutboxMessage.published_at < utcnow() - older_than,
-                )
-            )
-        return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _aware(value: datetime) -> datetime:

@@ -15,6 +15,7 @@ import structlog
 
 from media_service.db.base import utcnow
 from media_service.db.uow import unit_of_work
+from media_service.housekeeping import expire_idempotency_keys
 from media_service.media.repository import MediaFileRepository
 from media_service.state import ServiceState
 from media_service.storage import BlobInfo
@@ -55,7 +56,7 @@ async def collect_garbage(
     await _sweep(state, batch, report, dry_run)
     report.temporaries = await _sweep_temporaries(state, cutoff, dry_run)
     if not dry_run:
-        report.idempotency_keys = await _expire_idempotency_keys(state)
+        report.idempotency_keys = await expire_idempotency_keys(state.sessions, state.settings)
     log.info("gc_finished", scanned=report.scanned, orphans=len(report.orphans), dry_run=dry_run)
     return report
 
@@ -82,9 +83,3 @@ async def _sweep_temporaries(state: ServiceState, cutoff: datetime, dry_run: boo
         for path in stale:
             await state.blobs.remove_temporary(path)
     return len(stale)
-
-
-async def _expire_idempotency_keys(state: ServiceState) -> int:
-    cutoff = utcnow() - timedelta(seconds=state.settings.idempotency_ttl_seconds)
-    async with unit_of_work(state.sessions) as session:
-        return await MediaFileRepository(session).delete_idempotency_keys_before(cutoff)

@@ -1,0 +1,88 @@
+"""Periodic clean-up that a running service does by itself.
+
+Every ``housekeeping_interval_seconds`` (and once shortly after start) it forgets event
+history older than ``events_retention_days`` (:mod:`media_service.events.retention`) and
+idempotency keys older than ``idempotency_ttl_seconds``. Several processes may do it at
+once: the deletes are idempotent. Orphan objects left by crashes need a listing of the
+whole store and stay with ``media-service gc``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from media_service.config import Settings
+from media_service.db.base import utcnow
+from media_service.db.uow import unit_of_work
+from media_service.events.bus import describe_error
+from media_service.events.retention import purge_event_history
+from media_service.media.repository import MediaFileRepository
+from media_service.tasks import stop_gracefully
+
+log = structlog.get_logger(__name__)
+
+FIRST_RUN_DELAY = 60.0  # seconds after start: not while the service is warming up
+
+
+class Housekeeping:
+    """The clean-up loop of one process: :meth:`start`, :meth:`stop`, or :meth:`run_once`."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        first_run_delay: float = FIRST_RUN_DELAY,
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._first_run_delay = first_run_delay
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stop.clear()
+            self._task = asyncio.create_task(self._run(), name="housekeeping")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            await stop_gracefully(task, self._stop.set)
+
+    async def run_once(self) -> None:
+        """Forget expired event history and idempotency keys."""
+        retention = timedelta(days=self._settings.events_retention_days)
+        await purge_event_history(self._sessions, retention)
+        expired = await expire_idempotency_keys(self._sessions, self._settings)
+        if expired:
+            log.info("idempotency_keys_expired", count=expired)
+
+    async def _run(self) -> None:
+        delay = self._first_run_delay
+        while not await self._stopped_within(delay):
+            try:
+                await self.run_once()
+            except Exception as exc:  # the database is away: try again next time
+                log.warning("housekeeping_failed", error=describe_error(exc))
+            delay = self._settings.housekeeping_interval_seconds
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
+        return self._stop.is_set()
+
+
+async def expire_idempotency_keys(
+    sessions: async_sessionmaker[AsyncSession], settings: Settings
+) -> int:
+    """Delete idempotency keys older than ``idempotency_ttl_seconds``; how many went."""
+    cutoff = utcnow() - timedelta(seconds=settings.idempotency_ttl_seconds)
+    async with unit_of_work(sessions) as session:
+        return await MediaFileRepository(session).delete_idempotency_keys_before(cutoff)
