@@ -202,11 +202,12 @@ async def test_concurrent_deliveries_share_transactions_and_a_failure_stays_with
 
 
 async def test_deliveries_at_once_are_applied_in_a_few_transactions(sessions: Sessions) -> None:
-    transactions: set[int] = set()
+    transactions: list[AsyncSession] = []  # the objects, not ids: an id can be reused
 
     @idempotent("on-delete", FileDeleted)
     async def on_delete(session: AsyncSession, event: FileDeleted) -> None:
-        transactions.add(id(session))
+        if not any(session is seen for seen in transactions):
+            transactions.append(session)
         session.add(HandledEvent(consumer=EFFECT, event_id=event.event_id))
 
     handler = on_delete.bind(sessions)

@@ -19,9 +19,10 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 import structlog
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, Table, Update, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -143,6 +144,9 @@ class _Claimed:
     attempts: int
 
 
+_DELIVERIES = cast(Table, BusDelivery.__table__)
+
+
 class _Consumer:
     def __init__(
         self,
@@ -238,22 +242,30 @@ class _Consumer:
         if not await self._anything_due(now):
             return []  # the common case, answered without the write lock
         lease_until = now + timedelta(seconds=self._policy.ack_wait)
+        due = (
+            select(_DELIVERIES.c.msg_id)
+            .where(*self._pending(), BusDelivery.available_at <= now)
+            .order_by(BusDelivery.available_at, BusDelivery.created_at)
+            .limit(self._policy.max_in_flight)
+            .with_for_update(skip_locked=True)
+        )
+        # One statement, no ORM objects: claiming is per event on an idle service.
+        claim = (
+            update(_DELIVERIES)
+            .where(_DELIVERIES.c.consumer == self.name, _DELIVERIES.c.msg_id.in_(due))
+            .values(attempts=_DELIVERIES.c.attempts + 1, available_at=lease_until)
+            .returning(
+                _DELIVERIES.c.created_at,
+                _DELIVERIES.c.msg_id,
+                _DELIVERIES.c.subject,
+                _DELIVERIES.c.payload,
+                _DELIVERIES.c.attempts,
+            )
+        )
         async with unit_of_work(self._sessions) as session:
-            rows = (
-                await session.execute(
-                    select(BusDelivery)
-                    .where(*self._pending(), BusDelivery.available_at <= now)
-                    .order_by(BusDelivery.available_at, BusDelivery.created_at)
-                    .limit(self._policy.max_in_flight)
-                    .with_for_update(skip_locked=True)
-                )
-            ).scalars()
-            claimed = []
-            for row in rows:
-                row.attempts += 1
-                row.available_at = lease_until
-                claimed.append(_Claimed(row.msg_id, row.subject, row.payload, row.attempts))
-        return claimed
+            rows = (await session.execute(claim)).all()
+        in_order = sorted(rows, key=lambda row: (row[0], row[1]))  # RETURNING has no order
+        return [_Claimed(*row[1:]) for row in in_order]
 
     async def _anything_due(self, now: datetime) -> bool:
         async with self._readers() as session:
@@ -273,20 +285,30 @@ class _Consumer:
 
     async def _apply(self, settles: list[_Settle]) -> None:
         # The attempt count is the fencing token: a row claimed again since is left alone.
+        # Verdicts of one kind are written by one executemany.
+        by_kind: dict[tuple[str, ...], list[dict[str, object]]] = {}
+        for settle in settles:
+            values = settle.outcome()
+            by_kind.setdefault(tuple(sorted(values)), []).append(
+                {"b_msg_id": settle.claimed.msg_id, "b_attempts": settle.claimed.attempts}
+                | {f"b_{column}": value for column, value in values.items()}
+            )
         async with unit_of_work(self._sessions) as session:
-            for settle in settles:
-                await session.execute(
-                    update(BusDelivery)
-                    .where(
-                        and_(
-                            BusDelivery.consumer == self.name,
-                            BusDelivery.msg_id == settle.claimed.msg_id,
-                            BusDelivery.attempts == settle.claimed.attempts,
-                            BusDelivery.settled_at.is_(None),
-                        )
-                    )
-                    .values(**settle.outcome())
-                )
+            for columns, params in by_kind.items():
+                await session.execute(self._settle_statement(columns), params)
+
+    def _settle_statement(self, columns: tuple[str, ...]) -> Update:
+        table = _DELIVERIES
+        return (
+            update(table)
+            .where(
+                table.c.consumer == self.name,
+                table.c.msg_id == bindparam("b_msg_id"),
+                table.c.attempts == bindparam("b_attempts"),
+                table.c.settled_at.is_(None),
+            )
+            .values({column: bindparam(f"b_{column}") for column in columns})
+        )
 
 
 class _Settle:
