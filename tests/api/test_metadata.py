@@ -13,9 +13,12 @@ import numpy as np
 import orjson
 import pytest
 from PIL import Image, ImageFilter
+from sqlalchemy import delete, select
 
 from media_service.auth.principal import Role
+from media_service.db.uow import unit_of_work
 from media_service.events import Delivery
+from media_service.metadata.models import PhotoMetadata
 
 from conftest import Stack
 
@@ -327,3 +330,33 @@ async def test_a_members_query_follows_an_owner_change(
     assert moved.status_code == 200, moved.text
     assert (await client.get(f"{META}/{file_id}", headers=admin(stack))).json()["user_id"] == "bob"
     assert await found(alice) == [] and await found(bob) == [file_id]
+
+
+async def test_first_writers_racing_for_a_record_make_one(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    """The upload's consumer, the analysis job and an AI service's PUT may each be the
+    first to need a photo's record: all of them succeed and one record exists (was a
+    duplicate-key 500 on PostgreSQL)."""
+    file_id = await upload(client, stack, photo(seed=11), teacher(stack), "cs-race")
+    await analysed(client, stack, file_id)
+    async with unit_of_work(stack.state.sessions) as session:  # as if it never existed
+        await session.execute(delete(PhotoMetadata).where(PhotoMetadata.file_id == file_id))
+
+    async def first_write(source: str) -> int:
+        response = await client.put(
+            f"{META}/{file_id}",
+            headers=service(stack),
+            json={"source": source, "ai_labels": [f"label-{source}"]},
+        )
+        return response.status_code
+
+    statuses = await asyncio.gather(*(first_write(f"svc{n}") for n in range(6)))
+    assert statuses == [200] * 6
+    async with stack.state.sessions() as session:
+        rows = (
+            await session.scalars(select(PhotoMetadata).where(PhotoMetadata.file_id == file_id))
+        ).all()
+    assert len(rows) == 1
+    # Each writer's answer is kept: none overwrote another's (the row is locked on PG).
+    assert {f"label-svc{n}" for n in range(6)} <= set(rows[0].ai_labels)

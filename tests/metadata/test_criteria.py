@@ -149,6 +149,8 @@ def _token(*parts: Any) -> str:
         _token("quality_score", "asc", 0.5, "f1"),
         _token("quality_score", "asc", "0.5", ""),
         _token("quality_score", "asc", "0.5", 7),
+        _token("quality_score", "asc", "0.5", "file_\x00"),  # PostgreSQL text has no NUL
+        _token("quality_score", "asc", "0.5", "file_\ud800"),  # a lone surrogate
         "A" * 500,
     ],
 )

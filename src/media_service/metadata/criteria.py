@@ -291,6 +291,8 @@ def decode_cursor(sort: Sort, cursor: str) -> Cursor:
         raise ValueError("the cursor belongs to a different sort")
     if not isinstance(file_id, str) or not 1 <= len(file_id) <= 50:
         raise ValueError("invalid cursor")
+    if not (file_id.isascii() and file_id.isprintable()):  # NUL: a database error, not 422
+        raise ValueError("invalid cursor")
     return Cursor(_cursor_value(field, text), file_id)
 
 

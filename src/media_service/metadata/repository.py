@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import ColumnElement, Update, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.media.models import MediaFile
@@ -19,12 +20,21 @@ class MetadataRepository:
     def dialect(self) -> str:
         return self.session.get_bind().dialect.name
 
-    async def get(self, file_id: str) -> PhotoMetadata | None:
-        return await self.session.get(PhotoMetadata, file_id)
+    async def get(self, file_id: str, *, for_update: bool = False) -> PhotoMetadata | None:
+        """The row; with ``for_update``, locked until the transaction ends (PostgreSQL), so
+        read-modify-write changes of its lists do not overwrite each other."""
+        return await self.session.get(PhotoMetadata, file_id, with_for_update=for_update)
 
-    async def add(self, row: PhotoMetadata) -> PhotoMetadata:
-        self.session.add(row)
-        await self.session.flush()
+    async def add_unless_present(self, row: PhotoMetadata) -> PhotoMetadata:
+        """Insert ``row``, or return the row another transaction inserted first (locked)."""
+        try:
+            async with self.session.begin_nested():
+                self.session.add(row)
+        except IntegrityError:  # the upload's consumer and a request raced: theirs stands
+            existing = await self.get(row.file_id, for_update=True)
+            if existing is None:  # inserted and deleted again meanwhile: nothing to add to
+                raise
+            return existing
         return row
 
     async def search(

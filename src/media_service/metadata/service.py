@@ -111,10 +111,10 @@ class MetadataService:
         """The photo's (still empty) record, made when it is uploaded; None for non-photos."""
         if file.file_type is not FileType.IMAGE:
             return None
-        existing = await self.repository.get(file.file_id)
+        existing = await self.repository.get(file.file_id, for_update=True)
         if existing is not None:
             return existing
-        return await self.repository.add(
+        return await self.repository.add_unless_present(
             PhotoMetadata(
                 file_id=file.file_id,
                 user_id=file.owner_id,
