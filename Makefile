@@ -36,6 +36,7 @@ bench: install ## side-by-side benchmarks; results go to docs/benchmarks.md by h
 	$(PY) bench/events.py
 	$(PY) bench/preprocess.py
 	$(PY) bench/metadata.py --gc-freeze
+	$(PY) bench/playlists.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

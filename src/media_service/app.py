@@ -17,10 +17,12 @@ from media_service.media.router import router as files_router
 from media_service.metadata.router import router as metadata_router
 from media_service.metrics import ServiceMetrics
 from media_service.middleware import RequestContextMiddleware
+from media_service.playlists.router import router as playlists_router
 from media_service.preprocessing.router import router as preprocessing_router
 from media_service.problems import install_problem_handlers
 from media_service.runtime import start_background
 from media_service.state import ServiceState
+from media_service.versions.router import router as versions_router
 
 
 def create_app(settings: Settings | None = None, state: ServiceState | None = None) -> FastAPI:
@@ -57,5 +59,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.include_router(admin_jobs_router)
     app.include_router(preprocessing_router)
     app.include_router(metadata_router)
+    app.include_router(playlists_router)
+    app.include_router(versions_router)
     app.include_router(metrics.router())
     return app

@@ -10,9 +10,12 @@ from media_service.jobs import JobHandler, JobRegistry, Worker
 from media_service.media.consumers import purge_deleted_files
 from media_service.metadata import jobs as metadata
 from media_service.metadata.consumers import create_metadata_records
+from media_service.playlists.consumers import check_smart_playlists, leave_playlists
 from media_service.preprocessing import jobs as preprocessing
 from media_service.preprocessing.consumers import preprocess_uploaded_files
 from media_service.state import ServiceState
+from media_service.versions import jobs as versions
+from media_service.versions.consumers import create_original_versions
 
 
 def domain_consumers(state: ServiceState) -> list[IdempotentConsumer[Any]]:
@@ -21,16 +24,27 @@ def domain_consumers(state: ServiceState) -> list[IdempotentConsumer[Any]]:
         purge_deleted_files(state.blobs),
         preprocess_uploaded_files(state),
         create_metadata_records(state),
+        check_smart_playlists(state),
+        leave_playlists(state),
+        create_original_versions(state),
     ]
 
 
 # Every job type some code enqueues; start-up fails unless each has exactly one handler.
-ENQUEUED_JOBS: tuple[str, ...] = (preprocessing.PREPROCESS, *metadata.ENQUEUED)
+ENQUEUED_JOBS: tuple[str, ...] = (
+    preprocessing.PREPROCESS,
+    *metadata.ENQUEUED,
+    *versions.ENQUEUED,
+)
 
 
 def domain_jobs(state: ServiceState) -> list[JobHandler[Any]]:
     """Every domain's job handlers (one durable consumer per job type)."""
-    return [*preprocessing.preprocessing_jobs(state), *metadata.metadata_jobs(state)]
+    return [
+        *preprocessing.preprocessing_jobs(state),
+        *metadata.metadata_jobs(state),
+        *versions.version_jobs(state),
+    ]
 
 
 async def start_background(state: ServiceState) -> None:

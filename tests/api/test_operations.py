@@ -29,6 +29,7 @@ from media_service.events import DeadLetterRepository, FileDeleted
 from media_service.events.bus import DeadLetter, DeliveryPolicy, RejectMessage
 from media_service.jobs import JobContext, JobRegistry, Worker, enqueue, job
 from media_service.media.consumers import PURGE_CONSUMER
+from media_service.runtime import domain_consumers
 from media_service.state import ServiceState
 
 from conftest import Stack, stack_settings
@@ -280,7 +281,13 @@ async def test_metrics_follow_the_outbox_and_the_consumers(
         await stack.state.bus.publish(again.subject, again.to_json(), msg_id)
     await wait_for_metric(client, DUPLICATE, 1)
     await stack.state.bus.publish("file.deleted", b"{not json", "poison-1")
-    poisoned = await wait_for_metric(client, DEAD, 1)
+    # Every consumer of file.deleted refuses it: one dead letter each.
+    deleted_consumers = [
+        consumer
+        for consumer in domain_consumers(stack.state)
+        if consumer.subjects == ("file.deleted",)
+    ]
+    poisoned = await wait_for_metric(client, DEAD, len(deleted_consumers))
     assert poisoned[FAILED] == 1
     assert poisoned[HANDLED] == 2
     assert all(not math.isnan(value) for value in poisoned.values())

@@ -5,7 +5,9 @@ from media_service.events import models as events_models
 from media_service.media import models as media_models
 from media_service.metadata import models as metadata_models
 from media_service.metadata import sync as metadata_sync  # keeps copies in step on flush
+from media_service.playlists import models as playlists_models
 from media_service.preprocessing import models as preprocessing_models
+from media_service.versions import models as versions_models
 
 metadata = Base.metadata
 
@@ -15,5 +17,7 @@ __all__ = [
     "metadata",
     "metadata_models",
     "metadata_sync",
+    "playlists_models",
     "preprocessing_models",
+    "versions_models",
 ]

@@ -24,6 +24,7 @@ from media_service.media.schemas import (
 from media_service.media.service import MediaService
 from media_service.media.upload_source import MultipartSource, RawBodySource, UploadSource
 from media_service.media.uploads import UploadService
+from media_service.versions.service import VersionService
 
 router = APIRouter(prefix="/api/v1/media/files", tags=["files"])
 MULTIPART_OVERHEAD = 64 * 1024
@@ -42,6 +43,14 @@ def upload_service(session: SessionDep, state: StateDep) -> UploadService:
 
 
 UploadServiceDep = Annotated[UploadService, Depends(upload_service)]
+
+
+def version_service(session: SessionDep, state: StateDep) -> VersionService:
+    return VersionService(session, state)
+
+
+VersionServiceDep = Annotated[VersionService, Depends(version_service)]
+MAX_VERSION_NUMBER = 2**31 - 1
 
 _UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -147,17 +156,26 @@ _CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
     responses=_CONTENT_RESPONSES,
 )
 async def download_file(
-    file_id: str, request: Request, principal: OptionalPrincipalDep, service: ServiceDep
+    file_id: str,
+    request: Request,
+    principal: OptionalPrincipalDep,
+    service: ServiceDep,
+    versions: VersionServiceDep,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION_NUMBER)] = None,
 ) -> Response:
-    """The file's bytes, with Range, ETag and signed-URL support."""
+    """The file's bytes, with Range, ETag and signed-URL support. A photo's current
+    version is served unless ``version`` names one (1 is the original)."""
     query = dict(request.query_params)
     signed = "sig" in query
     if signed:
-        file = await service.get_signed(file_id, request.method, request.url.path, query)
+        # A signed URL covers the version it names, so it cannot be turned into another.
+        path = request.url.path if version is None else f"{request.url.path}?version={version}"
+        file = await service.get_signed(file_id, request.method, path, query)
     elif principal is not None:
         file = await service.get(principal, file_id)
     else:
         raise Unauthorized()
+    file = await versions.served_file(file, version)
     headers = request.headers
     if etag_matches(headers.get("if-none-match"), file_etag(file)):
         return Response(status_code=304, headers={"ETag": file_etag(file)})

@@ -218,6 +218,11 @@ def may_read(principal: Principal, file: MediaFile) -> bool:
     return policy.read_visibility(principal).allows(file)
 
 
+def may_write(principal: Principal, file: MediaFile) -> bool:
+    """Whether ``principal`` may change ``file`` or what belongs to it (its versions)."""
+    return policy.write_visibility(principal).allows(file)
+
+
 def _require_file_id(file_id: str) -> None:
     """Anything that is not an id we issued is simply not found (and never reaches SQL,
     where a NUL byte would be a driver error on PostgreSQL)."""

@@ -22,7 +22,11 @@ from media_service.preprocessing.schemas import (
     RenditionOut,
     RenditionSignRequest,
 )
-from media_service.preprocessing.service import PreprocessingService, RenditionBody
+from media_service.preprocessing.service import (
+    PreprocessingService,
+    RenditionBody,
+    rendition_query,
+)
 
 PREFIX = "/api/v1/media/files"
 router = APIRouter(prefix=PREFIX, tags=["renditions"])
@@ -33,6 +37,7 @@ _PROBLEMS: dict[int | str, dict[str, str]] = {
     422: {"description": "Invalid parameters, or a source that cannot be rendered"},
 }
 FormatName = Annotated[str, Query(pattern="^(jpeg|webp|avif|png|auto)$")]
+VersionNumber = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="A photo version")]
 
 
 def preprocessing_service(state: StateDep) -> PreprocessingService:
@@ -60,10 +65,16 @@ async def get_preprocessing(
 
 @router.get("/{file_id}/renditions/{name}", response_class=Response, responses=_PROBLEMS)
 async def get_stored_rendition(
-    file_id: str, name: str, request: Request, principal: PrincipalDep, service: ServiceDep
+    file_id: str,
+    name: str,
+    request: Request,
+    principal: PrincipalDep,
+    service: ServiceDep,
+    version: VersionNumber = None,
 ) -> Response:
-    """A stored rendition's bytes (``thumbnail``: WebP, ``preview``: JPEG)."""
-    file = await service.visible_file(principal, file_id)
+    """A stored rendition's bytes (``thumbnail``: WebP, ``preview``: JPEG), of the
+    photo's current version unless ``version`` names one."""
+    file = await service.served(await service.visible_file(principal, file_id), version)
     body = await service.stored_rendition(file, name)
     return _image_response(body, request)
 
@@ -80,16 +91,19 @@ async def get_rendition(
     fit: Fit = Fit.CONTAIN,
     format: FormatName = AUTO,
     quality: Annotated[int | None, Query(ge=1, le=100)] = None,
+    version: VersionNumber = None,
 ) -> Response:
     """The image (or a video's or PDF's poster) at any size, rendered once and kept.
 
     ``format=auto`` (the default) picks WebP when ``Accept`` allows it, else JPEG (PNG for
-    images with transparency). Works with a bearer token or as a signed URL.
+    images with transparency). Works with a bearer token or as a signed URL. A photo's
+    current version is rendered unless ``version`` names one.
     """
     params = check_params(
         RenditionParams(width, height, fit, format, quality), state.settings.max_rendition_side
     )
-    file = await _authorised_file(file_id, request, principal, service, params)
+    file = await _authorised_file(file_id, request, principal, service, params, version)
+    file = await service.served(file, version)
     body = await service.rendition(file, params, request.headers.get("accept"))
     response = _image_response(body, request)
     if format == AUTO:
@@ -154,10 +168,12 @@ async def _authorised_file(
     principal: OptionalPrincipalDep,
     service: PreprocessingService,
     params: RenditionParams,
+    version: int | None,
 ) -> MediaFile:
     query = dict(request.query_params)
     if "sig" in query:
-        signed_path = f"{request.url.path}?{params.signed_query()}"
+        # The signature covers the version too, when one is named.
+        signed_path = f"{request.url.path}?{rendition_query(params, version)}"
         return await service.signed_file(file_id, request.method, signed_path, query)
     if principal is None:
         raise Unauthorized()

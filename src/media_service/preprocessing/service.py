@@ -35,6 +35,9 @@ from media_service.preprocessing.repository import PreprocessingRepository
 from media_service.preprocessing.sources import local_copy, put_bytes, read_all
 from media_service.state import ServiceState
 from media_service.storage import BlobNotFound
+from media_service.versions.keys import rendition_folder
+from media_service.versions.service import VersionService
+from media_service.versions.serving import served_key
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -81,6 +84,17 @@ class PreprocessingService:
             raise NotFound(f"no file {file_id[:60]!r}")
         return file
 
+    async def served(self, file: MediaFile, version: int | None) -> MediaFile:
+        """What renditions of ``file`` are made from: its current version, or the version
+        ``version`` names (remembered for a second, like the file record)."""
+        key = served_key(file.file_id, version)
+        served: MediaFile | None = self.state.recent_files.get(key)
+        if served is None:
+            async with unit_of_work(self.state.read_sessions) as session:
+                served = await VersionService(session, self.state).served_file(file, version)
+            self.state.recent_files.put(key, served)
+        return served
+
     async def signed_file(
         self, file_id: str, method: str, signed_path: str, query: dict[str, str]
     ) -> MediaFile:
@@ -97,12 +111,15 @@ class PreprocessingService:
                 principal, file_id, path_and_query, expires_in
             )
 
-    def service_rendition_url(self, file_id: str, params: RenditionParams, lifetime: int) -> str:
+    def service_rendition_url(
+        self, file_id: str, params: RenditionParams, lifetime: int, version: int | None = None
+    ) -> str:
         """An absolute signed rendition URL for another service (no caller to check: the
-        job asking is the authority). Needs ``MEDIA_PUBLIC_URL``."""
+        job asking is the authority). Needs ``MEDIA_PUBLIC_URL``. Of the photo's current
+        version when it is fetched, or of ``version`` (which the signature then covers)."""
         if not self.settings.public_url:
             raise ValueError("MEDIA_PUBLIC_URL is needed for URLs handed to other services")
-        path = f"{RENDITION_PATH.format(file_id=file_id)}?{params.signed_query()}"
+        path = f"{RENDITION_PATH.format(file_id=file_id)}?{rendition_query(params, version)}"
         signed = signed_path(self.state.signer, path, lifetime)
         return self.settings.public_url.rstrip("/") + signed.path_and_query
 
@@ -218,6 +235,9 @@ class PreprocessingService:
 
     async def stored_rendition(self, file: MediaFile, name: str) -> RenditionBody:
         """A named rendition's bytes; 409 while the file is not processed yet."""
+        folder = rendition_folder(file.file_id, file.storage_path)
+        if folder != file_folder(file.file_id):
+            return await self._version_rendition(file, folder, name)
         async with unit_of_work(self.state.read_sessions) as session:
             row = await PreprocessingRepository(session).rendition(file.file_id, name)
         if row is None:
@@ -237,12 +257,26 @@ class PreprocessingService:
         """Render ``params`` (or read the stored result of an earlier identical request)."""
         spec = params.resolve(accept, has_alpha=file.content_type in _ALPHA_TYPES)
         name = cache_name(spec)
-        key = f"{file_folder(file.file_id)}renditions/custom/{name}"
+        key = f"{rendition_folder(file.file_id, file.storage_path)}renditions/custom/{name}"
         data = await self._read_cached(key)
         if data is None:
             source = await self._source_key(file)
             data = await self.state.flights.run(
                 key, lambda: self._render_once(source, spec, key, "rendition")
+            )
+        return RenditionBody(data, spec.format.content_type, f'"{file.sha256[:32]}-{name}"')
+
+    async def _version_rendition(self, file: MediaFile, folder: str, name: str) -> RenditionBody:
+        """A version's thumbnail or preview: rendered on first ask, then kept in the
+        version's folder (it goes with the version)."""
+        spec = self.stored_specs().get(name)
+        if spec is None:
+            raise NotFound(f"no rendition named {name[:40]!r}")
+        key = f"{folder}renditions/{name}{spec.format.extension}"
+        data = await self._read_cached(key)
+        if data is None:
+            data = await self.state.flights.run(
+                key, lambda: self._render_once(file.storage_path, spec, key, "rendition")
             )
         return RenditionBody(data, spec.format.content_type, f'"{file.sha256[:32]}-{name}"')
 
@@ -304,8 +338,12 @@ class PreprocessingService:
         cached = await self._read_cached(key)  # finished by a flight that just ended
         if cached is not None:
             return cached
-        async with local_copy(self.blobs, source, self._tmp_dir()) as path:
-            rendered: Rendered = await self._run(pipeline.render_one, path, spec, self.limits)
+        try:
+            async with local_copy(self.blobs, source, self._tmp_dir()) as path:
+                rendered: Rendered = await self._run(pipeline.render_one, path, spec, self.limits)
+        except (BlobNotFound, FileNotFoundError):
+            # Deleted after this process looked it up (records are remembered for a second).
+            raise NotFound("the file or version was deleted meanwhile") from None
         self._count(kind)
         await put_bytes(self.blobs, key, rendered.data)
         return rendered.data
@@ -364,6 +402,13 @@ class PreprocessingService:
 
     def _media(self, session: AsyncSession) -> MediaService:
         return MediaService(session, self.blobs, self.settings, self.state.signer)
+
+
+def rendition_query(params: RenditionParams, version: int | None) -> str:
+    """The query a signed rendition URL covers: the canonical parameters, then the
+    version when one is named."""
+    query = params.signed_query()
+    return query if version is None else f"{query}&version={version}"
 
 
 def stored_key(file_id: str, name: str, fmt: OutputFormat) -> str:
