@@ -69,6 +69,7 @@ from media_service.events import (  # noqa: E402
     record_event,
     wake_on_commit,
 )
+from media_service.events.consumers import BATCHED_IN_FLIGHT  # noqa: E402
 from media_service.events.nats import EVENTS_STREAM, NatsEventBus  # noqa: E402
 
 from harness.nats import NatsServer, start_nats  # noqa: E402
@@ -76,7 +77,7 @@ from harness.postgres import start_postgres, unique_database_name  # noqa: E402
 
 Sessions = async_sessionmaker[AsyncSession]
 CONSUMER = "bench-consumer"
-IN_FLIGHT = [DeliveryPolicy().max_in_flight]  # the consumer's prefetch (--in-flight)
+IN_FLIGHT = [BATCHED_IN_FLIGHT]  # the consumer's prefetch (--in-flight), as start_consumer
 
 
 def make_events(count: int) -> list[FileUploaded]:

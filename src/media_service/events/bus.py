@@ -85,7 +85,7 @@ class DeliveryPolicy:
     backoff: tuple[float, ...] = (1.0, 5.0, 30.0, 120.0)
     handler_timeout: float = 120.0
     ack_margin: float = 30.0
-    max_in_flight: int = 64
+    max_in_flight: int = 16
 
     def __post_init__(self) -> None:
         if self.max_deliver < 1 or not self.backoff or min(self.backoff) < 0:

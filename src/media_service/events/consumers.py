@@ -43,6 +43,7 @@ from media_service.ids import new_id
 log = structlog.get_logger(__name__)
 
 E = TypeVar("E", bound=Event)
+BATCHED_IN_FLIGHT = 64  # deliveries a group-committing consumer holds at once
 EventHandler = Callable[[AsyncSession, E], Awaitable[None]]
 
 
@@ -181,7 +182,13 @@ async def start_consumer(
     consumer: IdempotentConsumer[E],
     policy: DeliveryPolicy | None = None,
 ) -> None:
-    """Subscribe ``consumer`` to its event type, dead letters going to the database."""
+    """Subscribe ``consumer`` to its event type, dead letters going to the database.
+
+    A consumer that applies events in shared transactions holds more of them at once
+    (``BATCHED_IN_FLIGHT``), so that its transactions fill up.
+    """
+    if policy is None and consumer.max_batch > 1:
+        policy = DeliveryPolicy(max_in_flight=BATCHED_IN_FLIGHT)
     await bus.subscribe(
         consumer.name,
         consumer.subjects,
