@@ -37,6 +37,7 @@ bench: install ## side-by-side benchmarks; results go to docs/benchmarks.md by h
 	$(PY) bench/preprocess.py
 	$(PY) bench/metadata.py --gc-freeze
 	$(PY) bench/playlists.py
+	$(PY) bench/frames.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

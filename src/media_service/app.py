@@ -11,6 +11,10 @@ from fastapi import FastAPI
 from media_service import __version__
 from media_service.config import Settings
 from media_service.db.migrate import upgrade_to_head
+from media_service.frames.cache_jobs import FrameCacheLoop
+from media_service.frames.cache_router import router as cache_router
+from media_service.frames.router import frames as frames_router
+from media_service.frames.router import schedules as schedules_router
 from media_service.health import router as health_router
 from media_service.jobs.router import router as admin_jobs_router
 from media_service.media.router import router as files_router
@@ -38,9 +42,15 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         metrics.attach(service_state)
         await start_background(service_state)
         app.state.media = service_state
+        frame_cache = FrameCacheLoop(
+            service_state, interval=service_state.settings.frame_precache_interval_seconds
+        )
+        if frame_cache.interval > 0:
+            frame_cache.start()
         try:
             yield
         finally:
+            await frame_cache.stop()
             if state is None:
                 await service_state.close()
             else:  # a state lent by the caller (tests): stop what we started, keep the rest
@@ -61,5 +71,8 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.include_router(metadata_router)
     app.include_router(playlists_router)
     app.include_router(versions_router)
+    app.include_router(frames_router)
+    app.include_router(schedules_router)
+    app.include_router(cache_router)
     app.include_router(metrics.router())
     return app

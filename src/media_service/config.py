@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     )
     housekeeping_interval_seconds: float = Field(default=3600.0, ge=1.0, le=7 * 24 * 3600)
 
+    frame_precache_interval_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="How often every active frame's upcoming photos are pre-cached; 0: never",
+    )
+
     metrics_token: SecretStr | None = Field(
         default=None, description="When set, /metrics asks for Authorization: Bearer <token>"
     )

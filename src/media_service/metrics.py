@@ -35,12 +35,14 @@ from media_service.errors import Unauthorized
 from media_service.events import DeadLetterRepository, OutboxRepository
 from media_service.events.bus import describe_error
 from media_service.events.observer import observe_events
+from media_service.frames.cache_repository import frame_hit_rates
 from media_service.jobs.registry import CONSUMER_PREFIX, SUBJECT_PREFIX
 from media_service.state import ServiceState
 
 log = structlog.get_logger(__name__)
 
 SCRAPE_QUERY_TIMEOUT = 5.0
+MAX_HIT_RATE_FRAMES = 1000
 
 
 class ServiceMetrics:
@@ -91,6 +93,12 @@ class ServiceMetrics:
             ["consumer"],
             registry=registry,
         )
+        self.cache_hit_rate = Gauge(
+            "media_cache_hit_rate",
+            "Share of a frame's reported photo accesses served from its cache",
+            ["frame_id"],
+            registry=registry,
+        )
         self.handler_failures = Counter(
             "media_event_handler_failures",
             "Deliveries whose handler raised or rejected the message",
@@ -125,6 +133,19 @@ class ServiceMetrics:
         read."""
         await self._refresh_database(state)
         await self._refresh_waiting_jobs(state)
+        await self._refresh_cache_hit_rates(state)
+
+    async def _refresh_cache_hit_rates(self, state: ServiceState) -> None:
+        """Per frame (the busiest ``MAX_HIT_RATE_FRAMES``, to bound the series)."""
+        try:
+            async with asyncio.timeout(SCRAPE_QUERY_TIMEOUT):
+                rates = await frame_hit_rates(state.read_sessions, MAX_HIT_RATE_FRAMES)
+        except Exception as exc:
+            log.warning("metrics_cache_refresh_failed", error=describe_error(exc))
+            return
+        self.cache_hit_rate.clear()
+        for frame_id, rate in rates.items():
+            self.cache_hit_rate.labels(frame_id=frame_id).set(rate)
 
     async def _refresh_database(self, state: ServiceState) -> None:
         outbox = OutboxRepository(state.sessions)

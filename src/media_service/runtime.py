@@ -6,6 +6,8 @@ import gc
 from typing import Any
 
 from media_service.events import IdempotentConsumer, start_consumer
+from media_service.frames import cache_jobs as frame_cache
+from media_service.frames.cache_consumers import forget_deleted_photos, invalidate_new_versions
 from media_service.jobs import JobHandler, JobRegistry, Worker
 from media_service.media.consumers import purge_deleted_files
 from media_service.metadata import jobs as metadata
@@ -27,6 +29,8 @@ def domain_consumers(state: ServiceState) -> list[IdempotentConsumer[Any]]:
         check_smart_playlists(state),
         leave_playlists(state),
         create_original_versions(state),
+        invalidate_new_versions(state),
+        forget_deleted_photos(state),
     ]
 
 
@@ -35,6 +39,7 @@ ENQUEUED_JOBS: tuple[str, ...] = (
     preprocessing.PREPROCESS,
     *metadata.ENQUEUED,
     *versions.ENQUEUED,
+    *frame_cache.ENQUEUED,
 )
 
 
@@ -44,6 +49,7 @@ def domain_jobs(state: ServiceState) -> list[JobHandler[Any]]:
         *preprocessing.preprocessing_jobs(state),
         *metadata.metadata_jobs(state),
         *versions.version_jobs(state),
+        *frame_cache.cache_jobs(state),
     ]
 
 

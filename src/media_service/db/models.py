@@ -2,6 +2,7 @@
 
 from media_service.db.base import Base
 from media_service.events import models as events_models
+from media_service.frames import models as frames_models
 from media_service.media import models as media_models
 from media_service.metadata import models as metadata_models
 from media_service.metadata import sync as metadata_sync  # keeps copies in step on flush
@@ -13,6 +14,7 @@ metadata = Base.metadata
 
 __all__ = [
     "events_models",
+    "frames_models",
     "media_models",
     "metadata",
     "metadata_models",

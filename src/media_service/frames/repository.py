@@ -1,0 +1,53 @@
+"""SQL of the frames domain: frames and their schedules."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from media_service.frames.models import Frame, RotationSchedule
+
+MAX_FRAMES_LISTED = 500
+
+
+class FrameRepository:
+    """Frames and rotation schedules."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, row: Frame | RotationSchedule) -> None:
+        self.session.add(row)
+        await self.session.flush()
+
+    async def delete(self, row: Frame | RotationSchedule) -> None:
+        await self.session.delete(row)
+        await self.session.flush()
+
+    async def frame(self, frame_id: str) -> Frame | None:
+        return await self.session.get(Frame, frame_id)
+
+    async def frames(self, visible: ColumnElement[bool]) -> Sequence[Frame]:
+        statement = select(Frame).where(visible).order_by(Frame.frame_id).limit(MAX_FRAMES_LISTED)
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def touch(self, frame_id: str, at: datetime) -> None:
+        """Record that the frame was seen at ``at``."""
+        await self.session.execute(
+            update(Frame).where(Frame.frame_id == frame_id).values(last_seen_at=at)
+        )
+
+    async def schedule(self, schedule_id: str) -> RotationSchedule | None:
+        return await self.session.get(RotationSchedule, schedule_id)
+
+    async def schedules(self, frame_id: str) -> Sequence[RotationSchedule]:
+        """Every schedule of a frame, oldest first."""
+        statement = (
+            select(RotationSchedule)
+            .where(RotationSchedule.frame_id == frame_id)
+            .order_by(RotationSchedule.schedule_id)
+        )
+        return (await self.session.execute(statement)).scalars().all()
