@@ -263,8 +263,8 @@ async def test_metrics_follow_the_outbox_and_the_consumers(
     assert PUBLISHED not in held
 
     stack.state.relay.start()
-    drained = await wait_for_metric(client, PUBLISHED, 2)
-    assert drained[BACKLOG] in (0, 2)  # the gauges are read after the counter moved
+    await wait_for_metric(client, PUBLISHED, 2)
+    # (the uploads' consumers add events of their own, such as media.version.created)
     drained = await wait_for_metric(client, BACKLOG, 0)
     assert drained[AGE] == 0
 
