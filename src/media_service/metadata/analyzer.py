@@ -15,6 +15,8 @@ import asyncio
 import math
 import random
 import unicodedata
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -87,6 +89,29 @@ class AnalysisResult:
     objects: list[Label]
     scenes: list[Label]
     model: str
+
+
+@asynccontextmanager
+async def guarded(breaker: CircuitBreaker) -> AsyncIterator[None]:
+    """Let one call to the AI service through ``breaker`` and count how it ended: a
+    service that was unreachable or said it is unavailable is a failure; one that refused
+    the request was up; anything else (cancelled, our own error) neither."""
+    try:
+        breaker.admit()
+    except CircuitOpen:
+        raise AnalyzerUnavailable("circuit open") from None
+    try:
+        yield
+    except AnalyzerUnavailable:
+        breaker.record_failure()
+        raise
+    except AnalyzerRejected:
+        breaker.record_success()  # the service is up; the request was the problem
+        raise
+    except BaseException:
+        breaker.release()
+        raise
+    breaker.record_success()
 
 
 class Analyzer(Protocol):
@@ -245,23 +270,8 @@ class HttpAnalyzer(Analyzer):
     async def analyse(self, request: AnalysisRequest) -> AnalysisResult | None:
         if self._breaker is None:
             return await self._with_retries(request)
-        try:
-            self._breaker.admit()
-        except CircuitOpen:
-            raise AnalyzerUnavailable("circuit open") from None
-        try:
-            result = await self._with_retries(request)
-        except AnalyzerUnavailable:
-            self._breaker.record_failure()
-            raise
-        except AnalyzerRejected:
-            self._breaker.record_success()  # the service is up; the request was the problem
-            raise
-        except BaseException:
-            self._breaker.release()
-            raise
-        self._breaker.record_success()
-        return result
+        async with guarded(self._breaker):
+            return await self._with_retries(request)
 
     async def close(self) -> None:
         if self._owns_client:

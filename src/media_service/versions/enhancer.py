@@ -25,9 +25,10 @@ import structlog
 from media_service.metadata.analyzer import (
     AnalyzerRejected,
     AnalyzerUnavailable,
+    guarded,
     retry_after_seconds,
 )
-from media_service.metadata.breaker import CircuitBreaker, CircuitOpen
+from media_service.metadata.breaker import CircuitBreaker
 
 ENHANCE_PATH = "enhance"
 _DECLINED = 204
@@ -100,29 +101,15 @@ class HttpEnhancer(Enhancer):
 
     @asynccontextmanager
     async def enhance(self, request: EnhanceRequest) -> AsyncIterator[Body | None]:
-        try:
-            self._breaker.admit()
-        except CircuitOpen:
-            raise AnalyzerUnavailable("circuit open") from None
-        try:
-            async with self._client.stream(
-                "POST", self._url, json=asdict(request), headers=self._headers
-            ) as response:
-                self._check(response)
-                self._breaker.record_success()  # it answered, whatever it said
-                yield response.aiter_bytes() if response.status_code == 200 else None
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
-            self._breaker.record_failure()
-            raise AnalyzerUnavailable(f"transport error: {type(exc).__name__}") from None
-        except AnalyzerUnavailable:
-            self._breaker.record_failure()
-            raise
-        except AnalyzerRejected:
-            self._breaker.record_success()  # the service is up; the request was the problem
-            raise
-        except BaseException:
-            self._breaker.release()
-            raise
+        async with guarded(self._breaker):
+            try:
+                async with self._client.stream(
+                    "POST", self._url, json=asdict(request), headers=self._headers
+                ) as response:
+                    self._check(response)
+                    yield response.aiter_bytes() if response.status_code == 200 else None
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                raise AnalyzerUnavailable(f"transport error: {type(exc).__name__}") from None
 
     async def close(self) -> None:
         if self._owns_client:
