@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import httpx
 import nats
 import nats.js.errors
+import orjson
 import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy import text
@@ -33,6 +34,7 @@ from media_service.config import Settings
 from media_service.db.engine import create_engine
 from media_service.db.migrate import upgrade_to_head
 from media_service.db.models import metadata
+from media_service.events.bus import Delivery
 from media_service.events.nats import EVENTS_STREAM, JOBS_STREAM
 from media_service.state import ServiceState
 
@@ -142,6 +144,20 @@ class Stack:
 
     def auth(self, subject: str, org: str, *roles: Role) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(subject, org, *roles)}"}
+
+    async def tap(self, name: str, subject: str) -> list[dict[str, Any]]:
+        """Every event on ``subject`` from now on, decoded, as a durable consumer ``name``
+        of the stack's bus sees them (a test's window on what the service publishes)."""
+        seen: list[dict[str, Any]] = []
+
+        async def on_delivery(delivery: Delivery) -> None:
+            seen.append(orjson.loads(delivery.payload))
+
+        async def no_dead_letters(_letter: object) -> None:
+            raise AssertionError("the tap never fails")
+
+        await self.state.bus.subscribe(name, [subject], on_delivery, on_dead_letter=no_dead_letters)
+        return seen
 
 
 def stack_settings(

@@ -10,14 +10,12 @@ from typing import Any
 
 import httpx
 import numpy as np
-import orjson
 import pytest
 from PIL import Image, ImageFilter
 from sqlalchemy import delete, select
 
 from media_service.auth.principal import Role
 from media_service.db.uow import unit_of_work
-from media_service.events import Delivery
 from media_service.metadata.models import PhotoMetadata
 
 from conftest import Stack
@@ -124,18 +122,7 @@ async def analysed(client: httpx.AsyncClient, stack: Stack, file_id: str) -> dic
 @pytest.fixture
 async def metadata_events(stack: Stack, client: httpx.AsyncClient) -> list[dict[str, Any]]:
     """Every media.metadata.updated seen by a durable consumer of the stack's bus."""
-    seen: list[dict[str, Any]] = []
-
-    async def on_delivery(delivery: Delivery) -> None:
-        seen.append(orjson.loads(delivery.payload))
-
-    async def dead(_: object) -> None:
-        return None
-
-    await stack.state.bus.subscribe(
-        "test-metadata-tap", ["media.metadata.updated"], on_delivery, on_dead_letter=dead
-    )
-    return seen
+    return await stack.tap("test-metadata-tap", "media.metadata.updated")
 
 
 async def test_an_uploaded_photo_gets_exif_place_quality_colours_and_labels(

@@ -16,7 +16,6 @@ from PIL import Image
 from sqlalchemy import delete, func, select
 
 from media_service.auth.principal import Role
-from media_service.events import Delivery
 from media_service.imaging.specs import Fit
 from media_service.media.service import signed_path
 from media_service.media.storage_keys import file_folder
@@ -131,18 +130,7 @@ def assert_problem(response: httpx.Response, status: int, code: str | None = Non
 @pytest.fixture
 async def version_events(stack: Stack, client: httpx.AsyncClient) -> list[dict[str, Any]]:
     """Every media.version.created seen by a durable consumer of the stack's bus."""
-    seen: list[dict[str, Any]] = []
-
-    async def on_delivery(delivery: Delivery) -> None:
-        seen.append(orjson.loads(delivery.payload))
-
-    async def dead(_: object) -> None:
-        return None
-
-    await stack.state.bus.subscribe(
-        "test-versions-tap", ["media.version.created"], on_delivery, on_dead_letter=dead
-    )
-    return seen
+    return await stack.tap("test-versions-tap", "media.version.created")
 
 
 async def events_for(seen: list[dict[str, Any]], photo_id: str, count: int) -> list[dict[str, Any]]:

@@ -9,12 +9,10 @@ from typing import Any
 
 import httpx
 import numpy as np
-import orjson
 import pytest
 from PIL import Image
 
 from media_service.auth.principal import Role
-from media_service.events import Delivery
 
 from conftest import Stack
 
@@ -72,18 +70,7 @@ async def upload_analysed(client: httpx.AsyncClient, stack: Stack, data: bytes) 
 
 @pytest.fixture
 async def playlist_events(stack: Stack, client: httpx.AsyncClient) -> list[dict[str, Any]]:
-    seen: list[dict[str, Any]] = []
-
-    async def on_delivery(delivery: Delivery) -> None:
-        seen.append(orjson.loads(delivery.payload))
-
-    async def dead(_: object) -> None:
-        raise AssertionError("the tap never fails")
-
-    await stack.state.bus.subscribe(
-        "test-playlist-e2e-tap", ["media.playlist.updated"], on_delivery, on_dead_letter=dead
-    )
-    return seen
+    return await stack.tap("test-playlist-e2e-tap", "media.playlist.updated")
 
 
 async def test_an_analysed_upload_joins_the_smart_playlists_it_matches(

@@ -11,13 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from PIL import Image
 from sqlalchemy import select
 
 from media_service.auth.principal import Role
-from media_service.events import Delivery
 from media_service.events.consumers import HandledEvents
 from media_service.events.models import DeadLetterRecord
 from media_service.jobs import job_consumer
@@ -139,17 +137,7 @@ async def test_the_ai_service_enhances_the_source_and_its_image_becomes_a_versio
     app, _ = ai_service
     enhanced = image((250, 200, 10))
     app.script(png_reply(enhanced))
-    seen: list[dict[str, Any]] = []
-
-    async def on_delivery(delivery: Delivery) -> None:
-        seen.append(orjson.loads(delivery.payload))
-
-    async def dead(_: object) -> None:
-        return None
-
-    await stack.state.bus.subscribe(
-        "test-ai-versions-tap", ["media.version.created"], on_delivery, on_dead_letter=dead
-    )
+    seen = await stack.tap("test-ai-versions-tap", "media.version.created")
     original = image((10, 20, 200), "JPEG")
     photo_id = await upload(client, stack, original)
     queued = await request_enhancement(
