@@ -173,7 +173,8 @@ def stack_settings(
         log_format="console",
         # Most tests compare file records before and after; preprocessing would change
         # them behind their back. Its own tests turn it on.
-        **{"preprocess_uploads": False, **overrides},  # type: ignore[arg-type]
+        # The periodic frame pre-cache rounds are started by their own tests only.
+        **{"preprocess_uploads": False, "frame_precache_interval_seconds": 0, **overrides},  # type: ignore[arg-type]
     )
 
 

@@ -22,7 +22,7 @@ from media_service.db.base import utcnow
 from media_service.db.uow import unit_of_work
 from media_service.events.models import OutboxMessage
 from media_service.frames import cache
-from media_service.frames.cache_jobs import Precache
+from media_service.frames.cache_jobs import FrameCacheLoop, Precache
 from media_service.frames.cache_states import CachePolicy
 from media_service.storage import BlobInfo, BlobStore, ByteRange, StorageUnavailable
 
@@ -167,6 +167,11 @@ async def test_hits_are_counted_and_exported(client: httpx.AsyncClient, stack: S
     hit = f"{CACHE}/{cache_id}/hit"
     assert (await client.put(hit, headers=device(stack, frame_id))).status_code == 204  # a miss
     await Precache(stack.state, CachePolicy(keep_count=2)).run(frame_id)
+    # The POST queued a pre-cache job too; whichever run claimed the entry, wait for it.
+    entry = f"{CACHE}/{cache_id}"
+    async with asyncio.timeout(30):
+        while (await client.get(entry, headers=owner(stack))).json()["cache_status"] != "CACHED":
+            await asyncio.sleep(0.05)
     for _ in range(3):
         assert (await client.put(hit, headers=device(stack, frame_id))).status_code == 204
     got = (await client.get(f"{CACHE}/{cache_id}", headers=device(stack, frame_id))).json()
@@ -334,3 +339,26 @@ async def test_concurrent_runs_do_not_repeat_work(client: httpx.AsyncClient, sta
 
 def _key(item: dict[str, Any], frame_id: str) -> str:
     return cache.cache_key(item["photo_id"], frame_id, item["version_id"])
+
+
+async def test_the_periodic_round_caches_every_active_frame_through_the_job(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    """What the service does by itself every MEDIA_FRAME_PRECACHE_INTERVAL_SECONDS: one
+    pre-cache job per recently seen frame, run by the worker; a second round in the same
+    interval queues nothing new (the job id is the frame and the round)."""
+    frame_id, photos = await showing(client, stack, 2)
+    rounds = FrameCacheLoop(stack.state, interval=300.0)
+    assert await rounds.run_once() >= 1
+    async with asyncio.timeout(60):
+        while True:
+            items = await entries(client, stack, frame_id)
+            if len(items) == 2 and {i["cache_status"] for i in items} == {"CACHED"}:
+                break
+            await asyncio.sleep(0.1)
+    assert {i["photo_id"] for i in items} == set(photos)
+    assert await rounds.run_once() >= 1  # the same round: the jobs are recognised
+    await asyncio.sleep(0.5)
+    assert {i["cache_id"] for i in await entries(client, stack, frame_id)} == {
+        i["cache_id"] for i in items
+    }
