@@ -47,7 +47,7 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         lease: float = 30.0,
         retry_backoff: Sequence[float] = DEFAULT_RETRY_BACKOFF,
-        concurrency: int = 32,
+        concurrency: int = 128,
     ) -> None:
         if min(batch_size, concurrency) < 1 or min(poll_interval, lease) <= 0:
             raise ValueError("batch_size, concurrency, poll_interval and lease must be > 0")
