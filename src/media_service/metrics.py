@@ -19,12 +19,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import math
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Header
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -37,6 +38,8 @@ from media_service.events.bus import describe_error
 from media_service.events.observer import observe_events
 from media_service.frames.cache_repository import frame_hit_rates
 from media_service.jobs.registry import CONSUMER_PREFIX, SUBJECT_PREFIX
+from media_service.metadata.ai import AI_ANALYSIS
+from media_service.playlists.service import PLAYLIST_QUERY
 from media_service.state import ServiceState
 
 log = structlog.get_logger(__name__)
@@ -99,6 +102,30 @@ class ServiceMetrics:
             ["frame_id"],
             registry=registry,
         )
+        # The spec's series (003, "Monitoring & Observability"), by these exact names.
+        self.photo_versions = Counter(
+            "media_photo_versions",
+            "Photo versions created (media.version.created published), by type",
+            ["version_type"],
+            registry=registry,
+        )
+        self.smart_playlist_updates = Counter(
+            "media_smart_playlist_update",
+            "Changes of a smart playlist's content (media.playlist.updated of a SMART one)",
+            registry=registry,
+        )
+        self.ai_analysis_duration = Histogram(
+            "media_ai_analysis_duration_seconds",
+            "One call to the external AI service for a photo's labels",
+            registry=registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.playlist_query_duration = Histogram(
+            "media_playlist_query_duration_seconds",
+            "Reading a page of a playlist's photos",
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
         self.handler_failures = Counter(
             "media_event_handler_failures",
             "Deliveries whose handler raised or rejected the message",
@@ -108,9 +135,23 @@ class ServiceMetrics:
 
     # -- EventObserver ----------------------------------------------------------------------
 
-    def published(self, kind: str, subject: str) -> None:
-        if kind == "event":  # jobs are counted by the job queue's own metrics
-            self.events_published.labels(event_type=subject).inc()
+    def published(self, kind: str, subject: str, payload: Mapping[str, Any]) -> None:
+        if kind != "event":  # jobs are counted by the job queue's own metrics
+            return
+        self.events_published.labels(event_type=subject).inc()
+        if subject == "media.version.created":
+            self.photo_versions.labels(version_type=str(payload.get("version_type"))).inc()
+        elif subject == "media.playlist.updated" and payload.get("playlist_type") == "SMART":
+            self.smart_playlist_updates.inc()
+
+    def observed(self, name: str, seconds: float) -> None:
+        """A duration a domain measured (``state.observations``)."""
+        histogram = {
+            AI_ANALYSIS: self.ai_analysis_duration,
+            PLAYLIST_QUERY: self.playlist_query_duration,
+        }.get(name)
+        if histogram is not None:
+            histogram.observe(seconds)
 
     def handled(self, consumer: str) -> None:
         self.events_handled.labels(consumer=consumer).inc()
@@ -126,6 +167,7 @@ class ServiceMetrics:
     def attach(self, state: ServiceState) -> None:
         """Count what the relay and consumers of ``state`` do (call before they start)."""
         observe_events(state.sessions, self)
+        state.observations.listen(self.observed)
         self.registry.register(_RenderCollector(state))
 
     async def refresh(self, state: ServiceState) -> None:

@@ -21,6 +21,7 @@ from media_service.events import EventBus, OutboxRelay, open_event_bus, wake_on_
 from media_service.housekeeping import Housekeeping
 from media_service.imaging.pool import ImagingPool, shared_pool
 from media_service.media.signing import UrlSigner, derive_signing_key, parse_signing_keys
+from media_service.observations import Observations
 from media_service.recent import RecentValues
 from media_service.singleflight import SingleFlight
 from media_service.storage import BlobStore, open_blob_store
@@ -48,6 +49,8 @@ class ServiceState:
     hot_objects: BytesCache = field(default_factory=BytesCache)
     # File records looked up for serving renditions, remembered for a second.
     recent_files: RecentValues[Any] = field(default_factory=RecentValues)
+    # Durations the domains measure (AI analysis, playlist queries), for the metrics.
+    observations: Observations = field(default_factory=Observations)
 
     @classmethod
     def build(cls, settings: Settings) -> ServiceState:

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 
@@ -29,6 +30,7 @@ from media_service.events import DeadLetterRepository, FileDeleted
 from media_service.events.bus import DeadLetter, DeliveryPolicy, RejectMessage
 from media_service.jobs import JobContext, JobRegistry, Worker, enqueue, job
 from media_service.media.consumers import PURGE_CONSUMER
+from media_service.metrics import ServiceMetrics
 from media_service.runtime import domain_consumers
 from media_service.state import ServiceState
 
@@ -385,3 +387,59 @@ async def test_metrics_ask_for_the_configured_token(client: httpx.AsyncClient) -
     allowed = await client.get("/metrics", headers={"Authorization": "Bearer scrape-me-7f3a"})
     assert allowed.status_code == 200
     assert ("media_outbox_backlog", ()) in samples(allowed.text)
+
+
+# -- the spec's series ---------------------------------------------------------------------------
+
+
+async def test_the_specs_metric_names_move_as_work_is_done(
+    client: httpx.AsyncClient, stack: Stack, make_jpeg: Callable[..., bytes]
+) -> None:
+    """media_photo_versions_total, media_playlist_query_duration_seconds,
+    media_ai_analysis_duration_seconds, media_smart_playlist_update_total and
+    media_cache_hit_rate exist under these exact names and count what happened."""
+    headers = stack.auth("teacher-9", ORG, Role.TEACHER)
+    upload = await client.post(
+        "/api/v1/media/files",
+        headers=headers,
+        files={"file": ("p.jpg", make_jpeg(64, 48, (90, 30, 10)), "image/jpeg")},
+        data={"owner_type": "ClassSession", "owner_id": "cs-9"},
+    )
+    assert upload.status_code == 201, upload.text
+    photo_id = upload.json()["file_id"]
+    versions = f"/api/v1/media/photos/{photo_id}/versions"
+    styled = await client.post(
+        versions, headers=headers, json={"version_type": "STYLED", "processing_mode": "sepia"}
+    )
+    assert styled.status_code == 201, styled.text
+    playlist = await client.post(
+        "/api/v1/media/playlists",
+        headers=headers,
+        json={"name": "Class", "playlist_type": "MANUAL", "photo_ids": [photo_id]},
+    )
+    assert playlist.status_code == 201, playlist.text
+    listed = await client.get(
+        f"/api/v1/media/playlists/{playlist.json()['playlist_id']}/photos", headers=headers
+    )
+    assert listed.status_code == 200, listed.text
+    stack.state.observations.duration("ai_analysis", 0.3)  # as ask_analyzer reports a call
+
+    STYLED = ("media_photo_versions_total", (("version_type", "STYLED"),))
+    ORIGINAL = ("media_photo_versions_total", (("version_type", "ORIGINAL"),))
+    seen = await wait_for_metric(client, STYLED, 1)
+    seen = await wait_for_metric(client, ORIGINAL, 1)
+    assert seen[("media_playlist_query_duration_seconds_count", ())] == 1
+    assert seen[("media_ai_analysis_duration_seconds_count", ())] == 1
+    assert seen[("media_ai_analysis_duration_seconds_sum", ())] == pytest.approx(0.3)
+    assert seen[("media_smart_playlist_update_total", ())] == 0  # no smart playlist yet
+
+
+def test_only_smart_playlist_changes_count_as_smart_updates() -> None:
+    metrics = ServiceMetrics()
+    for playlist_type in ("SMART", "MANUAL", "SMART", "AI_CURATED"):
+        payload = {"playlist_type": playlist_type, "photo_count": 3}
+        metrics.published("event", "media.playlist.updated", payload)
+    metrics.published("job", "jobs.media.preprocess", {"playlist_type": "SMART"})
+    seen = samples(generate_latest(metrics.registry).decode())
+    assert seen[("media_smart_playlist_update_total", ())] == 2
+    assert seen[("media_events_published_total", (("event_type", "media.playlist.updated"),))] == 4

@@ -96,6 +96,14 @@ async def test_the_ai_service_is_asked_with_a_signed_image_url_and_its_labels_ar
     image = await client.get(sent["image_url"].removeprefix(PUBLIC_URL))
     assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
     assert Image.open(io.BytesIO(image.content)).size == (640, 480)
+    # The call was timed under the spec's metric name.
+    metrics = (await client.get("/metrics")).text
+    [count] = [
+        float(line.split()[-1])
+        for line in metrics.splitlines()
+        if line.startswith("media_ai_analysis_duration_seconds_count")
+    ]
+    assert count >= 1
 
 
 async def test_a_failing_ai_service_does_not_fail_the_analysis(

@@ -8,7 +8,8 @@ nothing is reported.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,9 +20,9 @@ EVENT_OBSERVER = "event_observer"
 class EventObserver(Protocol):
     """Receives one call per fact; must be cheap and never raise."""
 
-    def published(self, kind: str, subject: str) -> None:
-        """The bus acknowledged an outbox row of ``kind`` ("event" or "job") and it is
-        marked published."""
+    def published(self, kind: str, subject: str, payload: Mapping[str, Any]) -> None:
+        """The bus acknowledged an outbox row of ``kind`` ("event" or "job") with this
+        ``payload`` and it is marked published."""
         ...
 
     def handled(self, consumer: str) -> None:

@@ -165,7 +165,7 @@ class OutboxRelay:
             done = set(published)
             for message in batch:
                 if message.id in done:
-                    observer.published(message.kind, message.subject)
+                    observer.published(message.kind, message.subject, message.payload)
 
     def _next_backoff(self) -> float:
         return self._delay(self._failures + 1)

@@ -42,6 +42,9 @@ class AiAnswer:
     lists: dict[str, list[str]]
 
 
+AI_ANALYSIS = "ai_analysis"  # the duration of one call to the AI service
+
+
 async def ask_analyzer(
     state: ServiceState, file: MediaFile, analysis: PhotoAnalysis
 ) -> AiAnswer | None:
@@ -65,7 +68,8 @@ async def ask_analyzer(
         height=analysis.pixels.height,
     )
     try:
-        result = await analyzer.analyse(request)
+        with state.observations.timed(AI_ANALYSIS):
+            result = await analyzer.analyse(request)
     except (AnalyzerUnavailable, AnalyzerRejected) as exc:
         log.warning("ai_service_failed", file_id=file.file_id, error=str(exc))
         return None

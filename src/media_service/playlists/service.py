@@ -33,6 +33,7 @@ from media_service.playlists.schemas import (
 )
 from media_service.state import ServiceState
 
+PLAYLIST_QUERY = "playlist_query"  # the duration of reading a page of a playlist's photos
 _SETTINGS = ("name", "description", "shared", "shuffle", "loop", "transition_duration")
 
 
@@ -40,6 +41,7 @@ class PlaylistService:
     """Playlists for the API."""
 
     def __init__(self, session: AsyncSession, state: ServiceState) -> None:
+        self.state = state
         self.repository = PlaylistRepository(session)
         self.content = PlaylistContent(session, state)
         self.items = ItemReader(self.repository, self.content)
@@ -78,7 +80,9 @@ class PlaylistService:
         self, principal: Principal, playlist_id: str, cursor: str | None, limit: int
     ) -> PlaylistItemPage:
         """A page of the playlist's photos in playing order, each with why it is there."""
-        return await self.items.page(await self._readable(principal, playlist_id), cursor, limit)
+        with self.state.observations.timed(PLAYLIST_QUERY):
+            playlist = await self._readable(principal, playlist_id)
+            return await self.items.page(playlist, cursor, limit)
 
     # -- create, change, delete ------------------------------------------------------------------
 
