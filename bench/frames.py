@@ -343,7 +343,7 @@ class Server:
     pre-cache rounds off: they would render photos (which have no bytes here) in the middle
     of the measurement."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, web_workers: int = 1) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="bench-frames-"))
         self.port = mb.pg_harness._free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -362,6 +362,7 @@ class Server:
             "MEDIA_HOST": "127.0.0.1",
             "MEDIA_PORT": str(self.port),
             "MEDIA_FRAME_PRECACHE_INTERVAL_SECONDS": "0",
+            "MEDIA_WEB_WORKERS": str(web_workers),
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.started = 0.0
@@ -623,7 +624,7 @@ def measure(cluster: mb.Cluster, args: argparse.Namespace) -> list[dict[str, Any
     results = []
     for phases in halves:
         asyncio.run(reset_seen(cluster))
-        server = Server(cluster.url(DATABASE))
+        server = Server(cluster.url(DATABASE), args.web_workers)
         try:
             process = server.start()
             time.sleep(1.0)  # start-up work (consumers, relay) out of the way
@@ -687,6 +688,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="paced: per case")
     parser.add_argument("--closed-seconds", type=float, default=5.0, help="closed: per case")
     parser.add_argument("--regenerate", action="store_true")
+    parser.add_argument(
+        "--web-workers", type=int, default=1, help="server processes (MEDIA_WEB_WORKERS)"
+    )
     return parser.parse_args()
 
 

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
 
     host: str = "0.0.0.0"  # noqa: S104 - a frame on the LAN must reach the service
     port: int = 8222
+    web_workers: int = Field(
+        default=1, ge=1, le=64, description="Server processes of `serve` (each runs consumers)"
+    )
     public_url: str | None = Field(
         default=None, description="Base URL clients use, for absolute signed URLs"
     )

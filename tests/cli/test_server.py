@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import jwt
+import psutil
 import pytest
 from PIL import Image
 
@@ -116,7 +117,7 @@ class Server:
                 self.process.wait()
 
 
-def start_server(root: Path, *, port_from_env: bool = False) -> Server:
+def start_server(root: Path, *, port_from_env: bool = False, extra: tuple[str, ...] = ()) -> Server:
     """Start ``serve`` on a free port and wait until /health/live answers. The port is
     given as ``--port``, or with ``port_from_env`` as MEDIA_PORT (as ``make run`` relies on
     the settings' default)."""
@@ -125,7 +126,7 @@ def start_server(root: Path, *, port_from_env: bool = False) -> Server:
     for attempt in range(3):
         port = free_port()
         out, err = root / f"serve-{port}.out", root / f"serve-{port}.err"
-        options = ["--host", "127.0.0.1", "--port", str(port)]
+        options = ["--host", "127.0.0.1", "--port", str(port), *extra]
         env = media_env(root)
         if port_from_env:
             options, env = [], {**env, "MEDIA_HOST": "127.0.0.1", "MEDIA_PORT": str(port)}
@@ -511,3 +512,31 @@ def test_startup_failure_is_one_clear_line_and_non_zero_exit(
     assert "hunter2" not in output
     assert result.stdout == ""  # no admin token for a start that failed
     assert not (root / "data" / "secret.key").exists()
+
+
+def test_several_server_processes_share_one_fresh_install(tmp_path: Path) -> None:
+    """``serve --workers 2``: migrated once before the processes start, one admin token,
+    and both processes answer (each with its own background work on the shared database)."""
+    server = start_server(tmp_path / "multi", extra=("--workers", "2"))
+    try:
+        tokens = TOKEN_PATTERN.findall(server.stdout())
+        assert len(tokens) == 1, server.stdout()
+        running = Running(server, tokens[0])
+        serving = [
+            child
+            for child in psutil.Process(server.process.pid).children(recursive=True)
+            if "multiprocessing" in " ".join(child.cmdline())
+            and "spawn_main" in " ".join(child.cmdline())
+        ]
+        assert len(serving) >= 2, [c.cmdline() for c in serving]
+        uploaded = upload(running, jpeg())
+        assert uploaded.status_code == 201, uploaded.text
+        file_id = uploaded.json()["file_id"]
+        for _ in range(6):  # new connections: the kernel spreads them over the processes
+            with httpx.Client(timeout=10) as client:
+                got = client.get(f"{server.url}{FILES}/{file_id}", headers=running.auth())
+                assert got.status_code == 200, got.text
+        ready = httpx.get(f"{server.url}/health/ready", timeout=10)
+        assert ready.json()["checks"]["migrations"] == {"ok": True, "detail": "at head"}
+    finally:
+        server.stop()

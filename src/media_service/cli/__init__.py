@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -107,8 +108,11 @@ def serve(
     port: Annotated[
         int | None, typer.Option(help=f"Port (default {Settings.model_fields['port'].default})")
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Server processes (default MEDIA_WEB_WORKERS, 1)")
+    ] = None,
 ) -> None:
-    """Run the HTTP API."""
+    """Run the HTTP API (and, in each process, the background work)."""
     import uvicorn
 
     from media_service.app import create_app
@@ -121,18 +125,36 @@ def serve(
         greet_first_start(settings)
     except OSError as exc:
         _fail(f"cannot start: no secret in {settings.data_dir}: {exc}")
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_config=None,
+    processes = workers or settings.web_workers
+    options: dict[str, Any] = {
+        "host": host or settings.host,
+        "port": port or settings.port,
+        "log_config": None,
         # Measured in docs/benchmarks.md: h11 is ~12% slower for uploads. Name them so a
         # missing package fails here instead of quietly falling back.
-        http="httptools",
-        loop="uvloop",
-        proxy_headers=True,
-        server_header=False,
-    )
+        "http": "httptools",
+        "loop": "uvloop",
+        "proxy_headers": True,
+        "server_header": False,
+    }
+    if processes == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    _prepare_worker_processes(settings, processes)
+    uvicorn.run("media_service.app:create_app", factory=True, workers=processes, **options)
+
+
+def _prepare_worker_processes(settings: Settings, processes: int) -> None:
+    """Several processes each build the app from the environment: migrate once here rather
+    than in each at the same time, and share the cores among their imaging pools."""
+    from media_service.db.migrate import upgrade_to_head
+
+    if settings.migrate_on_start:
+        _run_with_state(settings, lambda state: upgrade_to_head(state.engine))
+    os.environ["MEDIA_AUTO_MIGRATE"] = "false"
+    if settings.imaging_workers is None:
+        cores = os.cpu_count() or 1
+        os.environ["MEDIA_IMAGING_WORKERS"] = str(max(1, cores // processes))
 
 
 @app.command()
