@@ -456,3 +456,23 @@ async def test_feed_on_an_event_day(client: httpx.AsyncClient, stack: Stack) -> 
     assert on_the_day["next_change_at"] == "2026-07-05T04:00:00Z"  # local midnight
     after = (await feed(client, token, frame_id, "2026-07-05T00:00:00-04:00")).json()
     assert after["playlist_id"] == everyday and len(after["items"]) == 1
+
+
+@pytest.mark.parametrize("at", ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00+01:00"])
+async def test_an_instant_out_of_range_is_422_not_an_overflow(
+    client: httpx.AsyncClient, stack: Stack, at: str
+) -> None:
+    headers = owner(stack)
+    frame_id = await new_frame(client, headers)
+    playlist_id = await new_playlist(client, headers, 1)
+    schedule = await new_schedule(
+        client, headers, frame_id, schedule_type="CONTINUOUS", playlist_id=playlist_id
+    )
+    for path in (
+        f"/api/v1/media/frames/{frame_id}/feed",
+        f"/api/v1/media/schedules/{schedule['schedule_id']}/photos",
+        f"/api/v1/media/schedules/frame/{frame_id}",
+    ):
+        response = await client.get(path, params={"at": at}, headers=headers)
+        assert response.status_code == 422, (path, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")

@@ -24,6 +24,7 @@ from media_service.events.models import OutboxMessage
 from media_service.frames import cache
 from media_service.frames.cache_jobs import FrameCacheLoop, Precache
 from media_service.frames.cache_states import CachePolicy
+from media_service.frames.models import PhotoCache
 from media_service.storage import BlobInfo, BlobStore, ByteRange, StorageUnavailable
 
 from conftest import Stack
@@ -362,3 +363,26 @@ async def test_the_periodic_round_caches_every_active_frame_through_the_job(
     assert {i["cache_id"] for i in await entries(client, stack, frame_id)} == {
         i["cache_id"] for i in items
     }
+
+
+async def test_deleting_a_frame_deletes_its_cached_files(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    frame_id, _ = await showing(client, stack, 2)
+    await Precache(stack.state).run(frame_id)
+    async with stack.state.sessions() as session:
+        keys = set(
+            await session.scalars(
+                select(PhotoCache.local_path).where(PhotoCache.frame_id == frame_id)
+            )
+        )
+    assert len(keys) == 2 and all(keys)
+    for key in keys:
+        assert await stack.state.blobs.head(str(key)) is not None
+    deleted = await client.delete(f"{FRAMES}/{frame_id}", headers=owner(stack))
+    assert deleted.status_code == 204, deleted.text
+    for key in keys:
+        assert await stack.state.blobs.head(str(key)) is None, key
+    async with stack.state.sessions() as session:
+        left = await session.scalars(select(PhotoCache).where(PhotoCache.frame_id == frame_id))
+        assert list(left) == []

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from media_service.versions.keys import rendition_folder, version_folder, version_key
 from media_service.versions.modes import CropBox, Edit, InvalidEdit, Mode, resolve_crop
-from media_service.versions.schemas import StyledVersionCreate
+from media_service.versions.schemas import AiVersionCreate, StyledVersionCreate
 
 SIDES = st.integers(min_value=1, max_value=20_000)
 COORDS = st.one_of(
@@ -113,3 +113,25 @@ def test_versions_have_folders_of_their_own_inside_the_photos() -> None:
     assert folder == f"files/2b/{photo}/versions/ver_1/"
     assert rendition_folder(photo, version_key(photo, "ver_1")) == folder
     assert rendition_folder(photo, f"files/2b/{photo}/original") == f"files/2b/{photo}/"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"a": 123456789012345678901234567890},  # beyond 64 bits: orjson cannot store it
+        {"a": "x\u0000"},  # PostgreSQL's JSONB refuses NUL
+        {"a\u0000": 1},
+        {"a": [{"b": "\u0000"}]},
+    ],
+)
+def test_ai_params_that_cannot_be_stored_are_a_validation_error(params: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        AiVersionCreate.model_validate({"version_type": "AI_ENHANCED", "processing_params": params})
+
+
+def test_ordinary_ai_params_are_kept() -> None:
+    params = {"strength": 0.7, "style": "warm", "faces": [1, 2]}
+    body = AiVersionCreate.model_validate(
+        {"version_type": "AI_ENHANCED", "processing_params": params}
+    )
+    assert body.processing_params == params

@@ -122,6 +122,15 @@ async def invalidate_versions(
     return await expire(session, blobs, utcnow(), PhotoCache.photo_id == photo_id, other)
 
 
+async def forget_frame(session: AsyncSession, blobs: BlobStore, frame_id: str) -> None:
+    """Remove every cache entry of a frame that is being deleted, and their files after
+    the commit (the rows would go by cascade, but nothing else would delete the files)."""
+    repository = CacheRepository(session)
+    found = await repository.stored_paths(PhotoCache.frame_id == frame_id)
+    await repository.delete([cache_id for cache_id, _, _ in found])
+    _delete_after_commit(session, blobs, [path for _, path, _ in found])
+
+
 async def forget_photo(session: AsyncSession, blobs: BlobStore, photo_id: str) -> None:
     """Remove every entry of a deleted photo (its files go with the photo's folder; they
     are deleted here too in case the folder was purged already)."""

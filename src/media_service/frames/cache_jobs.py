@@ -21,7 +21,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.db.base import utcnow
-from media_service.db.uow import unit_of_work
+from media_service.db.uow import after_commit, on_rollback, unit_of_work
 from media_service.errors import MediaError
 from media_service.events import MediaCacheReady, record_event
 from media_service.events.bus import describe_error
@@ -160,6 +160,14 @@ class Precache:
                 return False
             return await self._stored(session, frame, entry, (key, len(data)), now)
 
+    async def _delete_unless_referenced(self, key: str) -> None:
+        async with self.state.read_sessions() as session:
+            referenced = await session.scalar(
+                select(PhotoCache.cache_id).where(PhotoCache.local_path == key).limit(1)
+            )
+        if referenced is None:
+            await self.state.blobs.delete(key)
+
     async def _render(self, frame: Frame, entry: Claimed) -> bytes | None:
         async with unit_of_work(self.state.read_sessions) as session:
             media = MediaService(session, self.state.blobs, self.state.settings, self.state.signer)
@@ -182,6 +190,10 @@ class Precache:
         now: datetime,
     ) -> bool:
         key, size = stored
+        # If this transaction fails, or the entry went while we rendered, the file must not
+        # linger, unless a newer entry of the same frame, photo and version (same key)
+        # has stored it meanwhile.
+        on_rollback(session, lambda: self._delete_unless_referenced(key))
         url = cache.content_url(self.state, entry.cache_id)
         same_version = (
             PhotoCache.version_id.is_(None)
@@ -201,10 +213,8 @@ class Precache:
             error_message=None,
             next_attempt_at=None,
         )
-        if not moved:  # expired or deleted while we rendered: its file must not linger
-            current = await session.get(PhotoCache, entry.cache_id)
-            if current is None or current.local_path != key:
-                await self.state.blobs.delete(key)
+        if not moved:  # expired or deleted while we rendered
+            after_commit(session, lambda: self._delete_unless_referenced(key))
             return False
         record_event(
             session,

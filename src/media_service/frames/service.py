@@ -25,6 +25,7 @@ class FrameService:
     """Frames for the API."""
 
     def __init__(self, session: AsyncSession, state: ServiceState) -> None:
+        self.session = session
         self.repository = FrameRepository(session)
         self.state = state
 
@@ -73,8 +74,12 @@ class FrameService:
         return frame
 
     async def delete(self, principal: Principal, frame_id: str) -> None:
-        """Remove a frame with its schedules and cache entries."""
-        await self.repository.delete(await self.writable(principal, frame_id))
+        """Remove a frame with its schedules, cache entries and cached files."""
+        from media_service.frames import cache  # it builds on this module
+
+        frame = await self.writable(principal, frame_id)
+        await cache.forget_frame(self.session, self.state.blobs, frame.frame_id)
+        await self.repository.delete(frame)
 
     async def issue_token(
         self, principal: Principal, frame_id: str, ttl_days: int

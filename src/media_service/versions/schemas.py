@@ -185,8 +185,14 @@ class AiVersionCreate(_Create):
     @field_validator("processing_params")
     @classmethod
     def _small(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
-        if len(orjson.dumps(value)) > MAX_PARAMS_BYTES:
+        try:
+            encoded = orjson.dumps(value)
+        except TypeError as exc:  # e.g. an integer beyond 64 bits: a client error, not a 500
+            raise ValueError(f"not storable as JSON: {exc}") from None
+        if len(encoded) > MAX_PARAMS_BYTES:
             raise ValueError(f"at most {MAX_PARAMS_BYTES} bytes of JSON")
+        if b"\\u0000" in encoded:  # PostgreSQL's JSONB cannot hold NUL
+            raise ValueError("NUL characters are not allowed")
         return value
 
 
