@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from media_service import __version__
 from media_service.config import Settings
 from media_service.db.migrate import upgrade_to_head
-from media_service.frames.cache_jobs import FrameCacheLoop
 from media_service.frames.cache_router import router as cache_router
 from media_service.frames.router import frames as frames_router
 from media_service.frames.router import schedules as schedules_router
@@ -42,15 +41,9 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         metrics.attach(service_state)
         await start_background(service_state)
         app.state.media = service_state
-        frame_cache = FrameCacheLoop(
-            service_state, interval=service_state.settings.frame_precache_interval_seconds
-        )
-        if frame_cache.interval > 0:
-            frame_cache.start()
         try:
             yield
         finally:
-            await frame_cache.stop()
             if state is None:
                 await service_state.close()
             else:  # a state lent by the caller (tests): stop what we started, keep the rest

@@ -67,6 +67,12 @@ async def start_background(state: ServiceState) -> None:
     await Worker(state.bus, state.sessions, registry).start()
     state.relay.start()
     state.housekeeping.start()
+    rounds = frame_cache.FrameCacheLoop(
+        state, interval=state.settings.frame_precache_interval_seconds
+    )
+    if rounds.interval > 0:  # in serve and in worker: whichever processes run
+        rounds.start()
+        state.loops.append(rounds)
     # Everything loaded at start-up lives as long as the process: keep it out of the
     # garbage collector's full passes (they paused requests for 65-80 ms at 140k objects).
     gc.freeze()

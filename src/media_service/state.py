@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -25,6 +25,12 @@ from media_service.observations import Observations
 from media_service.recent import RecentValues
 from media_service.singleflight import SingleFlight
 from media_service.storage import BlobStore, open_blob_store
+
+
+class BackgroundLoop(Protocol):
+    """Something a process runs in the background until it is stopped."""
+
+    async def stop(self) -> None: ...
 
 
 @dataclass
@@ -49,6 +55,8 @@ class ServiceState:
     hot_objects: BytesCache = field(default_factory=BytesCache)
     # File records looked up for serving renditions, remembered for a second.
     recent_files: RecentValues[Any] = field(default_factory=RecentValues)
+    # Periodic loops of the domains (the frames' pre-cache rounds), stopped with the rest.
+    loops: list[BackgroundLoop] = field(default_factory=list)
     # Durations the domains measure (AI analysis, playlist queries), for the metrics.
     observations: Observations = field(default_factory=Observations)
 
@@ -88,6 +96,9 @@ class ServiceState:
 
     async def stop_background(self) -> None:
         """Stop relaying, consuming and cleaning up; the backends stay usable."""
+        loops, self.loops = self.loops, []
+        for loop in loops:
+            await loop.stop()
         await self.housekeeping.stop()
         await self.relay.stop()
         await self.bus.close()

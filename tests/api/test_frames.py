@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from media_service.auth.principal import Role
+from media_service.frames.schedules import MAX_SCHEDULES_PER_FRAME
 
 from conftest import Stack
 
@@ -476,3 +477,21 @@ async def test_an_instant_out_of_range_is_422_not_an_overflow(
         response = await client.get(path, params={"at": at}, headers=headers)
         assert response.status_code == 422, (path, response.text)
         assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_concurrent_schedules_never_pass_the_per_frame_limit(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    headers = owner(stack)
+    frame_id = await new_frame(client, headers)
+    playlist_id = await new_playlist(client, headers, 1)
+    body = {"frame_id": frame_id, "schedule_type": "CONTINUOUS", "playlist_id": playlist_id}
+    for _ in range(MAX_SCHEDULES_PER_FRAME - 2):
+        created = await client.post(SCHEDULES, headers=headers, json=body)
+        assert created.status_code == 201, created.text
+    racing = await asyncio.gather(
+        *(client.post(SCHEDULES, headers=headers, json=body) for _ in range(6))
+    )
+    assert sorted(r.status_code for r in racing) == [201, 201, 422, 422, 422, 422]
+    listed = await client.get(f"{SCHEDULES}/frame/{frame_id}", headers=headers)
+    assert len(listed.json()["schedules"]) == MAX_SCHEDULES_PER_FRAME

@@ -40,6 +40,11 @@ class FrameRepository:
             update(Frame).where(Frame.frame_id == frame_id).values(last_seen_at=at)
         )
 
+    async def lock(self, frame_id: str) -> None:
+        """Hold the frame's row until the transaction ends (PostgreSQL; SQLite has one
+        writer anyway), so that counting its schedules and adding one do not interleave."""
+        await self.session.get(Frame, frame_id, with_for_update=True)
+
     async def schedule(self, schedule_id: str) -> RotationSchedule | None:
         return await self.session.get(RotationSchedule, schedule_id)
 

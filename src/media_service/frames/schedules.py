@@ -95,6 +95,7 @@ class ScheduleService:
     async def create(self, principal: Principal, body: ScheduleCreate) -> RotationSchedule:
         """A new schedule for a frame the caller may change, of a playlist they may read."""
         frame = await _as_field(self.frames.writable(principal, body.frame_id), "frame_id")
+        await self.repository.lock(frame.frame_id)
         if len(await self.repository.schedules(frame.frame_id)) >= MAX_SCHEDULES_PER_FRAME:
             raise Unprocessable(f"a frame has at most {MAX_SCHEDULES_PER_FRAME} schedules")
         await self._check_playlist(principal, body.playlist_id)
