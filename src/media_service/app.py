@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
         lifespan=lifespan,
     )
     install_problem_handlers(app)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, on_request=metrics.request_done)
     app.include_router(health_router)
     app.include_router(files_router)
     app.include_router(admin_jobs_router)

@@ -102,6 +102,19 @@ class ServiceMetrics:
             ["frame_id"],
             registry=registry,
         )
+        self.requests = Counter(
+            "media_http_requests",
+            "HTTP requests by method, route template and status",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "media_http_request_duration_seconds",
+            "Time from the request's arrival to the end of its response, by route template",
+            ["method", "route"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
+        )
         # The spec's series (003, "Monitoring & Observability"), by these exact names.
         self.photo_versions = Counter(
             "media_photo_versions",
@@ -143,6 +156,11 @@ class ServiceMetrics:
             self.photo_versions.labels(version_type=str(payload.get("version_type"))).inc()
         elif subject == "media.playlist.updated" and payload.get("playlist_type") == "SMART":
             self.smart_playlist_updates.inc()
+
+    def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One HTTP request answered (see ``middleware.RequestContextMiddleware``)."""
+        self.requests.labels(method=method, route=route, status=str(status)).inc()
+        self.request_duration.labels(method=method, route=route).observe(seconds)
 
     def observed(self, name: str, seconds: float) -> None:
         """A duration a domain measured (``state.observations``)."""

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = structlog.get_logger("media_service.access")
+
+RequestListener = Callable[[str, str, int, float], None]
+UNMATCHED = "unmatched"  # the route label of a request no route took (404s of any path)
 
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
@@ -21,10 +25,14 @@ class RequestContextMiddleware:
     log context, adds security headers to every response, and logs one line per request.
 
     The logged path has no query string: signed URLs carry their signature there.
+    ``on_request(method, route, status, seconds)`` is told of every request, with the
+    matched route's template (``/api/v1/media/files/{file_id}``), never the raw path, so
+    metrics labelled by it stay bounded.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, on_request: RequestListener | None = None) -> None:
         self.app = app
+        self.on_request = on_request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,13 +57,17 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
+            seconds = time.perf_counter() - started
             log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(seconds * 1000, 2),
             )
+            if self.on_request is not None:
+                route = getattr(scope.get("route"), "path", None) or UNMATCHED
+                self.on_request(scope["method"], route, status, seconds)
             structlog.contextvars.unbind_contextvars("request_id")
 
 

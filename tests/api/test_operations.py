@@ -443,3 +443,22 @@ def test_only_smart_playlist_changes_count_as_smart_updates() -> None:
     seen = samples(generate_latest(metrics.registry).decode())
     assert seen[("media_smart_playlist_update_total", ())] == 2
     assert seen[("media_events_published_total", (("event_type", "media.playlist.updated"),))] == 4
+
+
+async def test_requests_are_counted_by_route_template_not_raw_path(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    headers = stack.auth("admin-1", ORG, Role.ADMIN)
+    for n in range(3):  # three different files: one route, one series
+        missing = await client.get(f"/api/v1/media/files/file_nope{n}", headers=headers)
+        assert missing.status_code == 404
+    assert (await client.get(f"/no/such/path/{uuid.uuid4().hex}")).status_code == 404
+    seen = samples((await client.get("/metrics")).text)
+    route = "/api/v1/media/files/{file_id}"
+    key = ("method", "GET"), ("route", route), ("status", "404")
+    assert seen[("media_http_requests_total", key)] == 3
+    duration = ("media_http_request_duration_seconds_count", (("method", "GET"), ("route", route)))
+    assert seen[duration] == 3
+    unmatched = ("method", "GET"), ("route", "unmatched"), ("status", "404")
+    assert seen[("media_http_requests_total", unmatched)] == 1
+    assert not any("file_nope" in str(labels) for _, labels in seen)
