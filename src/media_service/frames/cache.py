@@ -125,17 +125,18 @@ async def invalidate_versions(
 async def forget_frame(session: AsyncSession, blobs: BlobStore, frame_id: str) -> None:
     """Remove every cache entry of a frame that is being deleted, and their files after
     the commit (the rows would go by cascade, but nothing else would delete the files)."""
-    repository = CacheRepository(session)
-    found = await repository.stored_paths(PhotoCache.frame_id == frame_id)
-    await repository.delete([cache_id for cache_id, _, _ in found])
-    _delete_after_commit(session, blobs, [path for _, path, _ in found])
+    await _forget(session, blobs, PhotoCache.frame_id == frame_id)
 
 
 async def forget_photo(session: AsyncSession, blobs: BlobStore, photo_id: str) -> None:
     """Remove every entry of a deleted photo (its files go with the photo's folder; they
     are deleted here too in case the folder was purged already)."""
+    await _forget(session, blobs, PhotoCache.photo_id == photo_id)
+
+
+async def _forget(session: AsyncSession, blobs: BlobStore, which: ColumnElement[bool]) -> None:
     repository = CacheRepository(session)
-    found = await repository.stored_paths(PhotoCache.photo_id == photo_id)
+    found = await repository.stored_paths(which)
     await repository.delete([cache_id for cache_id, _, _ in found])
     _delete_after_commit(session, blobs, [path for _, path, _ in found])
 

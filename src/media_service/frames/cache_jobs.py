@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.db.base import utcnow
@@ -38,6 +38,7 @@ from media_service.frames.cache_states import (
 from media_service.frames.feed import screen_size
 from media_service.frames.models import Frame, PhotoCache
 from media_service.frames.photos import PhotoRow
+from media_service.frames.repository import FrameRepository
 from media_service.frames.schedules import ScheduleService
 from media_service.imaging.specs import Fit
 from media_service.jobs import JobContext, JobHandler, enqueue, job
@@ -162,10 +163,8 @@ class Precache:
 
     async def _delete_unless_referenced(self, key: str) -> None:
         async with self.state.read_sessions() as session:
-            referenced = await session.scalar(
-                select(PhotoCache.cache_id).where(PhotoCache.local_path == key).limit(1)
-            )
-        if referenced is None:
+            referenced = await CacheRepository(session).refers_to(key)
+        if not referenced:
             await self.state.blobs.delete(key)
 
     async def _render(self, frame: Frame, entry: Claimed) -> bytes | None:
@@ -293,10 +292,7 @@ class FrameCacheLoop:
         round_id = int(now.timestamp() // self.interval)
         since = now - ACTIVE_WITHIN
         async with unit_of_work(self.state.sessions) as session:
-            statement = select(Frame).where(
-                or_(Frame.last_seen_at >= since, Frame.created_at >= since)
-            )
-            frames = (await session.execute(statement)).scalars().all()
+            frames = await FrameRepository(session).active_since(since)
             for frame in frames:
                 await enqueue(
                     session,

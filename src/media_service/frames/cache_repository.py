@@ -122,6 +122,11 @@ class CacheRepository:
         )
         return [Claimed(*row) for row in (await self.session.execute(statement)).all()]
 
+    async def refers_to(self, local_path: str) -> bool:
+        """Whether any entry's stored file is ``local_path``."""
+        statement = select(PhotoCache.cache_id).where(PhotoCache.local_path == local_path)
+        return await self.session.scalar(statement.limit(1)) is not None
+
     async def stored_paths(
         self, *conditions: ColumnElement[bool]
     ) -> list[tuple[str, str | None, str]]:

@@ -26,10 +26,11 @@ from media_service.frames.schedules import NowShowing, ScheduleService
 from media_service.frames.schemas import Feed, FeedItem
 from media_service.frames.service import FrameService
 from media_service.imaging.specs import Fit
+from media_service.media.service import signed_path_until
 from media_service.media.signing import UrlSigner
 from media_service.playlists.models import Playlist
 from media_service.preprocessing.params import RenditionParams
-from media_service.preprocessing.service import RENDITION_PATH
+from media_service.preprocessing.service import RENDITION_PATH, rendition_query
 from media_service.state import ServiceState
 
 MAX_FEED_ITEMS = 500
@@ -124,8 +125,8 @@ def _signed_rendition_url(
     signer: UrlSigner, base: str, photo_id: str, screen: tuple[int, int], expires: int
 ) -> str:
     params = RenditionParams(screen[0], screen[1], Fit.CONTAIN, "jpeg", None)
-    path = f"{RENDITION_PATH.format(file_id=photo_id)}?{params.signed_query()}"
-    return f"{base}{path}&{signer.sign('GET', path, expires).as_query()}"
+    path = f"{RENDITION_PATH.format(file_id=photo_id)}?{rendition_query(params, None)}"
+    return base + signed_path_until(signer, path, expires).path_and_query
 
 
 def screen_size(frame: Frame) -> tuple[int, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.frames.models import Frame, RotationSchedule
@@ -39,6 +39,11 @@ class FrameRepository:
         await self.session.execute(
             update(Frame).where(Frame.frame_id == frame_id).values(last_seen_at=at)
         )
+
+    async def active_since(self, since: datetime) -> Sequence[Frame]:
+        """Frames seen (or registered) at ``since`` or later."""
+        statement = select(Frame).where(or_(Frame.last_seen_at >= since, Frame.created_at >= since))
+        return (await self.session.execute(statement)).scalars().all()
 
     async def lock(self, frame_id: str) -> None:
         """Hold the frame's row until the transaction ends (PostgreSQL; SQLite has one

@@ -207,7 +207,12 @@ class MediaService:
 def signed_path(signer: UrlSigner, path: str, lifetime: int) -> SignedUrl:
     """``path`` with a GET signature valid for at least ``lifetime`` seconds (the expiry is
     rounded up, never a fraction less). ``path`` may carry a query of its own."""
-    expires = math.ceil(time.time()) + lifetime
+    return signed_path_until(signer, path, math.ceil(time.time()) + lifetime)
+
+
+def signed_path_until(signer: UrlSigner, path: str, expires: int) -> SignedUrl:
+    """``path`` with a GET signature valid until the Unix time ``expires`` (for URLs that
+    must stay the same through a period, such as a frame's feed)."""
     query = signer.sign("GET", path, expires).as_query()
     separator = "&" if "?" in path else "?"
     return SignedUrl(f"{path}{separator}{query}", datetime.fromtimestamp(expires, tz=UTC))
