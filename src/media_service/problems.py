@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from media_service.errors import MediaError
-from media_service.storage import InvalidKey, StorageUnavailable
+from media_service.storage import BlobNotFound, InvalidKey, StorageUnavailable
 
 log = structlog.get_logger(__name__)
 PROBLEM_JSON = "application/problem+json"
@@ -80,6 +80,13 @@ async def _invalid_key(_: Request, exc: Exception) -> JSONResponse:
     return problem(404, "not_found", "Not found")
 
 
+async def _blob_not_found(_: Request, exc: Exception) -> JSONResponse:
+    # The record was found but its bytes were not: a delete that went through between the
+    # two (the row goes first, the bytes after). To the client the file is simply gone.
+    log.warning("blob_not_found", error=str(exc))
+    return problem(404, "not_found", "Not found", "the file was deleted meanwhile")
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled_error", exc_info=exc)
     return problem(500, "internal_error", "Internal server error")
@@ -93,4 +100,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
     app.add_exception_handler(InvalidKey, _invalid_key)
+    app.add_exception_handler(BlobNotFound, _blob_not_found)
     app.add_exception_handler(Exception, _unexpected)

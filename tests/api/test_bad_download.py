@@ -16,6 +16,7 @@ import pytest
 
 from media_service.auth.principal import Role
 from media_service.media.signing import SigningKey, UrlSigner, derive_signing_key
+from media_service.media.storage_keys import file_folder
 
 from conftest import Stack
 
@@ -232,6 +233,21 @@ async def test_signed_url_of_a_deleted_file_is_gone(
     assert deleted.status_code == 204
     assert_problem(await client.get(url), 404, "not_found")
     assert (await client.head(url)).status_code == 404
+
+
+async def test_file_whose_bytes_vanished_is_not_found_rather_than_an_error(
+    client: httpx.AsyncClient, stack: Stack, make_jpeg: Callable[..., bytes]
+) -> None:
+    """A download that finds the row just before a delete removes the bytes (or bytes lost
+    by the store) answers 404, not 500."""
+    record = await upload(client, stack, make_jpeg())
+    folder = file_folder(record["file_id"])
+    keys = [info.key async for info in stack.state.blobs.list(folder)]
+    assert keys
+    for key in keys:
+        await stack.state.blobs.delete(key)
+    response = await client.get(f"{FILES}/{record['file_id']}/content", headers=member(stack))
+    assert_problem(response, 404, "not_found")
 
 
 # -- ranges ----------------------------------------------------------------------------------------

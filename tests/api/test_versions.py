@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -16,12 +17,16 @@ from PIL import Image
 from sqlalchemy import delete, func, select
 
 from media_service.auth.principal import Role
+from media_service.ids import new_id
 from media_service.imaging.specs import Fit
+from media_service.media.gc import collect_garbage
 from media_service.media.service import signed_path
 from media_service.media.storage_keys import file_folder
 from media_service.preprocessing.params import RenditionParams
 from media_service.preprocessing.service import rendition_query
+from media_service.preprocessing.sources import put_bytes
 from media_service.versions import service as versions_service
+from media_service.versions.keys import version_key
 from media_service.versions.models import PhotoVersion, PhotoVersionCounter
 
 from conftest import Stack
@@ -376,6 +381,27 @@ async def test_the_original_goes_only_with_the_photo(
     assert_problem(await client.get(versions_url(photo_id), headers=owner(stack)), 404)
     gone = await client.get(versions_url(photo_id, extra["version_id"]), headers=owner(stack))
     assert_problem(gone, 404)
+
+
+async def test_gc_removes_a_version_folder_whose_version_is_gone_and_keeps_the_rest(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    """Bytes of a version whose row never committed (a crash) are garbage; a live
+    version's bytes and the photo's own objects are not."""
+    photo_id = await upload(client, owner(stack), photo())
+    kept = await styled(client, owner(stack), photo_id, "sepia")
+    orphan = version_key(photo_id, new_id("ver"))
+    await put_bytes(stack.state.blobs, orphan, b"a version whose row never committed")
+    before = set(await stored_keys(stack, photo_id))
+
+    report = await collect_garbage(stack.state, timedelta(0))
+
+    assert report.orphans == [orphan]
+    after = set(await stored_keys(stack, photo_id))
+    assert after == before - {orphan}
+    assert kept["local_path"] in after
+    served = await client.get(f"{FILES}/{photo_id}/content?version=2", headers=owner(stack))
+    assert served.status_code == 200, served.text
 
 
 # -- concurrency --------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Garbage collection: stored objects that no row refers to.
 
-An upload writes its blob before its row commits, so a crash in between leaves an object
-without a row. Such an object is removed once it is older than the grace period (younger
-ones may belong to an upload that is still committing). Stray temporary files and expired
-idempotency keys go too.
+An upload (or a new version) writes its blob before its row commits, so a crash in between
+leaves an object without a row: a file's folder whose file is gone, or a version's folder
+(``…/versions/ver_…/``) whose version is gone. Such an object is removed once it is older
+than the grace period (younger ones may belong to an upload that is still committing).
+Stray temporary files and expired idempotency keys go too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from media_service.media.repository import MediaFileRepository
 from media_service.state import ServiceState
 from media_service.storage import BlobInfo
 from media_service.storage.local import LocalBlobStore
+from media_service.versions.service import VersionService
 
 log = structlog.get_logger(__name__)
 BATCH = 500
@@ -37,6 +39,13 @@ def file_id_of(key: str) -> str | None:
     """``files/xy/file_…/original`` → ``file_…``; None for keys we did not make."""
     parts = key.split("/")
     return parts[2] if len(parts) >= 4 and parts[0] == "files" else None
+
+
+def version_id_of(key: str) -> str | None:
+    """``files/xy/file_…/versions/ver_…/content`` → ``ver_…``; None outside a version's
+    folder."""
+    parts = key.split("/")
+    return parts[4] if len(parts) >= 6 and parts[3] == "versions" else None
 
 
 async def collect_garbage(
@@ -65,10 +74,15 @@ async def _sweep(
     state: ServiceState, batch: list[BlobInfo], report: GcReport, dry_run: bool
 ) -> None:
     ids = {info.key: file_id_of(info.key) for info in batch}
+    versions = {info.key: version_id_of(info.key) for info in batch}
     async with unit_of_work(state.sessions) as session:
         known = await MediaFileRepository(session).existing_ids([i for i in ids.values() if i])
+        known_versions = await VersionService(session, state).existing_ids(
+            [v for v in versions.values() if v]
+        )
     for key, file_id in ids.items():
-        if file_id is not None and file_id in known:
+        version_id = versions[key]
+        if file_id in known and (version_id is None or version_id in known_versions):
             continue
         report.orphans.append(key)
         if not dry_run:

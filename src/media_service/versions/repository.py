@@ -30,6 +30,13 @@ class VersionRepository:
         version = await self.session.get(PhotoVersion, version_id)
         return version if version is not None and version.photo_id == photo_id else None
 
+    async def existing_ids(self, version_ids: Sequence[str]) -> set[str]:
+        """Which of ``version_ids`` have a row (used by garbage collection)."""
+        if not version_ids:
+            return set()
+        statement = select(PhotoVersion.version_id).where(PhotoVersion.version_id.in_(version_ids))
+        return set((await self.session.execute(statement)).scalars().all())
+
     async def by_number(self, photo_id: str, number: int) -> PhotoVersion | None:
         statement = select(PhotoVersion).where(
             PhotoVersion.photo_id == photo_id, PhotoVersion.version_number == number

@@ -10,6 +10,7 @@ transaction, so no reader ever sees none.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +99,10 @@ class VersionService:
         photo = await self.readable_photo(principal, photo_id)
         await self.ensure_original(photo)
         return await self._version(photo, version_id)
+
+    async def existing_ids(self, version_ids: Sequence[str]) -> set[str]:
+        """Which of ``version_ids`` still exist (for garbage collection, no access check)."""
+        return await self.repository.existing_ids(version_ids)
 
     async def readable_photo(self, principal: Principal, photo_id: str) -> MediaFile:
         """The photo if the caller may see it (404 otherwise, also for non-images)."""
