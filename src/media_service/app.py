@@ -16,6 +16,7 @@ from media_service.frames.router import frames as frames_router
 from media_service.frames.router import schedules as schedules_router
 from media_service.health import router as health_router
 from media_service.jobs.router import router as admin_jobs_router
+from media_service.logs import configure_logging
 from media_service.media.router import router as files_router
 from media_service.metadata.router import router as metadata_router
 from media_service.metrics import ServiceMetrics
@@ -26,6 +27,14 @@ from media_service.problems import install_problem_handlers
 from media_service.runtime import start_background
 from media_service.state import ServiceState
 from media_service.versions.router import router as versions_router
+
+
+def create_worker_app() -> FastAPI:
+    """The app of one process of ``serve --workers N``: a fresh interpreter, whose logging
+    is set up here as ``serve`` sets up its own (JSON, redacted) before building the app."""
+    settings = Settings()
+    configure_logging(settings)
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None, state: ServiceState | None = None) -> FastAPI:

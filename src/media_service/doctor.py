@@ -73,8 +73,11 @@ async def _migrations(state: ServiceState) -> CheckResult:
     except Exception as exc:  # a database that is down is reported by _database too
         return CheckResult("migrations", False, f"cannot read the schema version: {exc}")
     if pending:
+        oldest_first = ", ".join(reversed(pending))
         return CheckResult(
-            "migrations", False, f"{len(pending)} pending: run `media-service migrate`"
+            "migrations",
+            False,
+            f"{len(pending)} pending ({oldest_first}): run `media-service migrate`",
         )
     return CheckResult("migrations", True, "at head")
 

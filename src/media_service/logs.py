@@ -1,17 +1,151 @@
-"""Structured logging: JSON lines for machines, readable lines in a terminal."""
+"""Structured logging: JSON lines for machines, readable lines in a terminal.
+
+Every line, from structlog or from a stdlib logger (uvicorn, SQLAlchemy, Alembic), passes
+through :func:`redact` last, after tracebacks are rendered, so no line carries a secret
+whatever the code that logged it put into it:
+
+- values of secret-like keys (``token``, ``authorization``, ``password``, ``secret``,
+  ``signature``, ``sig``, ``cookie``, ``*_token`` …) become ``[redacted]``;
+- values of location keys (``latitude``, ``longitude``, ``lat``, ``lon``, ``gps*``,
+  ``location`` …) become ``[redacted]``, in nested mappings too (EXIF's ``GPS`` group);
+- in any string: the query of a URL that carries a signature, expiry or token (our signed
+  URLs' ``exp``/``kid``/``sig``, S3's ``X-Amz-*``) is replaced by ``[redacted]``, as are
+  bare ``sig=…`` pairs, ``Bearer …`` credentials, JWTs, passwords in URLs and
+  ``lat=…``/``"longitude": …`` coordinates.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 import structlog
 
 from media_service.config import Settings
 
+REDACTED = "[redacted]"
+_MAX_DEPTH = 8  # nested values deeper than this are replaced whole
 
-def configure_logging(settings: Settings) -> None:
-    """Route stdlib and structlog output through one renderer chosen by ``log_format``."""
+_SECRET_KEYS = frozenset(
+    {
+        "token",
+        "tokens",
+        "authorization",
+        "proxy_authorization",
+        "password",
+        "passwd",
+        "secret",
+        "signature",
+        "sig",
+        "cookie",
+        "cookies",
+        "set_cookie",
+        "api_key",
+        "apikey",
+        "private_key",
+        "credentials",
+        "signing_keys",
+        "x_amz_signature",
+        "x_amz_credential",
+        "x_amz_security_token",
+    }
+)
+_SECRET_SUFFIXES = ("_token", "_secret", "_password", "_signature", "_sig")
+_LOCATION_KEYS = frozenset(
+    {
+        "latitude",
+        "longitude",
+        "lat",
+        "lon",
+        "lng",
+        "coordinates",
+        "coords",
+        "geo",
+        "geolocation",
+        "location",
+        "location_name",
+    }
+)
+# Query parameters that make a URL a credential: ours (media/signing.py: exp, kid, sig),
+# S3 presigned URLs' (X-Amz-*), and the usual token names.
+_SIGNED_PARAMETERS = (
+    r"sig|signature|exp|expires|kid|token|access_token|jwt|api_key|apikey|key"
+    r"|x-amz-signature|x-amz-credential|x-amz-security-token|x-amz-expires|x-amz-date"
+    r"|awsaccesskeyid"
+)
+_SIGNED_QUERY = re.compile(
+    rf"\?(?=[^\s\"'<>#]*?(?<![\w-])(?:{_SIGNED_PARAMETERS})=)[^\s\"'<>#]*", re.IGNORECASE
+)
+_SIGNED_PAIR = re.compile(
+    rf"(?<![\w-])((?:{_SIGNED_PARAMETERS}|password|secret)=)[^&\s\"'<>#]+", re.IGNORECASE
+)
+_CREDENTIAL = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*):[^/\s@]+@", re.IGNORECASE)
+_COORDINATE = re.compile(
+    r"(?i)\b(lat|latitude|lon|lng|longitude|gps\w*)([\"']?\s*[:=]\s*)"
+    r"(\([^)]*\)|\[[^\]]*\]|-?\d+(?:\.\d+)?|\"[^\"]*\"|'[^']*')"
+)
+
+
+def redact(
+    _logger: object, _method: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """The structlog processor: secrets and coordinates out of every key and value."""
+    return {key: _redact_item(key, value, 0) for key, value in event_dict.items()}
+
+
+def redact_text(text: str) -> str:
+    """``text`` without credentials, signed URLs' queries and coordinates."""
+    text = _SIGNED_QUERY.sub("?" + REDACTED, text)
+    text = _SIGNED_PAIR.sub(r"\1" + REDACTED, text)
+    text = _CREDENTIAL.sub(r"\1 " + REDACTED, text)
+    text = _JWT.sub(REDACTED, text)
+    text = _URL_PASSWORD.sub(r"\1:" + REDACTED + "@", text)
+    return _COORDINATE.sub(r"\1\2" + REDACTED, text)
+
+
+def is_sensitive_key(key: str) -> bool:
+    """Whether a value stored under ``key`` is a secret or a location."""
+    name = key.lower().replace("-", "_")
+    return (
+        name in _SECRET_KEYS
+        or name.endswith(_SECRET_SUFFIXES)
+        or "password" in name
+        or name in _LOCATION_KEYS
+        or name.startswith("gps")
+    )
+
+
+def _redact_item(key: object, value: Any, depth: int) -> Any:
+    if isinstance(key, str) and is_sensitive_key(key):
+        return REDACTED
+    return _redact_value(value, depth)
+
+
+def _redact_value(value: Any, depth: int) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    if depth >= _MAX_DEPTH:
+        return REDACTED
+    if isinstance(value, Mapping):
+        return {k: _redact_item(k, v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_redact_value(item, depth + 1) for item in value]
+    if isinstance(value, BaseException):
+        return redact_text(f"{type(value).__name__}: {value}")
+    # Anything else (dates, enums, paths, URL objects) as the text it would be shown as.
+    return redact_text(str(value))
+
+
+def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
+    """Route stdlib and structlog output through one renderer chosen by ``log_format``,
+    to ``stream`` (standard error when not given)."""
     use_json = settings.log_format == "json" or (
         settings.log_format == "auto" and not sys.stderr.isatty()
     )
@@ -35,15 +169,18 @@ def configure_logging(settings: Settings) -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            # Last before rendering: a traceback's exception message can hold a URL.
+            redact,
             renderer,
         ],
     )
-    handler = logging.StreamHandler()
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
-    # Our middleware logs each request (without query strings); Alembic's context lines
-    # would repeat on every readiness probe.
+    # Our middleware logs each request (without query strings); uvicorn's access lines
+    # would repeat it with the query (a signed URL's signature), and Alembic's context
+    # lines would repeat on every readiness probe.
     for noisy in ("uvicorn.access", "alembic.runtime.migration", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -139,6 +139,18 @@ class ServiceMetrics:
             registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )
+        self.upload_bytes = Counter(
+            "media_upload_bytes",
+            "Bytes of new uploads stored, by file type (counted as their file.uploaded leaves)",
+            ["file_type"],
+            registry=registry,
+        )
+        self.uploads = Counter(
+            "media_uploads",
+            "New uploads stored, by file type (duplicates of stored files not counted)",
+            ["file_type"],
+            registry=registry,
+        )
         self.handler_failures = Counter(
             "media_event_handler_failures",
             "Deliveries whose handler raised or rejected the message",
@@ -152,7 +164,13 @@ class ServiceMetrics:
         if kind != "event":  # jobs are counted by the job queue's own metrics
             return
         self.events_published.labels(event_type=subject).inc()
-        if subject == "media.version.created":
+        if subject == "file.uploaded":
+            # Our own uploads only: an external storage service's file.uploaded is
+            # consumed here, never published by our relay.
+            file_type = str(payload.get("file_type"))
+            self.uploads.labels(file_type=file_type).inc()
+            self.upload_bytes.labels(file_type=file_type).inc(_size(payload))
+        elif subject == "media.version.created":
             self.photo_versions.labels(version_type=str(payload.get("version_type"))).inc()
         elif subject == "media.playlist.updated" and payload.get("playlist_type") == "SMART":
             self.smart_playlist_updates.inc()
@@ -263,6 +281,11 @@ class ServiceMetrics:
             return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
 
         return router
+
+
+def _size(payload: Mapping[str, Any]) -> int:
+    size = payload.get("file_size")
+    return size if isinstance(size, int) and size > 0 else 0
 
 
 def require_metrics_token(token: SecretStr | None, authorization: str | None) -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
 from asgi_lifespan import LifespanManager
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,6 +27,7 @@ from pydantic import BaseModel
 
 from media_service.app import create_app
 from media_service.auth.principal import Role
+from media_service.db.migrate import alembic_config, upgrade_to_head
 from media_service.db.uow import unit_of_work
 from media_service.events import DeadLetterRepository, FileDeleted
 from media_service.events.bus import DeadLetter, DeliveryPolicy, RejectMessage
@@ -197,6 +200,49 @@ async def test_readiness_warns_on_lax_nats_and_fails_while_it_is_down(
     async with asyncio.timeout(15):
         while (await nats_app.get("/health/ready")).status_code != 200:
             await asyncio.sleep(0.1)
+
+
+async def test_readiness_names_the_schema_behind_head_until_it_is_migrated(
+    tmp_path: Path,
+) -> None:
+    """A database migrated only to the revision before the newest: 503 with the
+    migrations check failing (and saying what to run), everything else fine; 200 once
+    migrated."""
+    script = ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    previous = script.get_revision(head).down_revision
+    assert isinstance(previous, str)
+    settings = stack_settings(
+        "behind",
+        f"sqlite+aiosqlite:///{tmp_path / 'media.db'}",
+        f"file://{tmp_path / 'blobs'}",
+        tmp_path / "data",
+    )
+    state = ServiceState.build(settings)
+    try:
+        async with state.engine.begin() as connection:
+            await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), previous))
+        async with LifespanManager(create_app(settings, state)) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://ops.test") as http:
+                behind = await http.get("/health/ready")
+                assert behind.status_code == 503, behind.text
+                body = behind.json()
+                assert body["status"] == "unavailable"
+                migrations = body["checks"]["migrations"]
+                assert migrations["ok"] is False
+                assert f"1 pending ({head})" in migrations["detail"]
+                assert "media-service migrate" in migrations["detail"]
+                others = {
+                    name: c["ok"] for name, c in body["checks"].items() if name != "migrations"
+                }
+                assert others["database"] and others["storage"] and others["bus"], others
+                await upgrade_to_head(state.engine)
+                ready = await http.get("/health/ready")
+                assert ready.status_code == 200, ready.text
+                assert ready.json()["checks"]["migrations"] == {"ok": True, "detail": "at head"}
+    finally:
+        await state.close()
 
 
 # -- metrics --------------------------------------------------------------------------------
@@ -399,10 +445,11 @@ async def test_the_specs_metric_names_move_as_work_is_done(
     media_ai_analysis_duration_seconds, media_smart_playlist_update_total and
     media_cache_hit_rate exist under these exact names and count what happened."""
     headers = stack.auth("teacher-9", ORG, Role.TEACHER)
+    photo = make_jpeg(64, 48, (90, 30, 10))
     upload = await client.post(
         "/api/v1/media/files",
         headers=headers,
-        files={"file": ("p.jpg", make_jpeg(64, 48, (90, 30, 10)), "image/jpeg")},
+        files={"file": ("p.jpg", photo, "image/jpeg")},
         data={"owner_type": "ClassSession", "owner_id": "cs-9"},
     )
     assert upload.status_code == 201, upload.text
@@ -432,6 +479,11 @@ async def test_the_specs_metric_names_move_as_work_is_done(
     assert seen[("media_ai_analysis_duration_seconds_count", ())] == 1
     assert seen[("media_ai_analysis_duration_seconds_sum", ())] == pytest.approx(0.3)
     assert seen[("media_smart_playlist_update_total", ())] == 0  # no smart playlist yet
+    # The upload's bytes, counted once its file.uploaded left (the version's are not).
+    UPLOADED = ("media_upload_bytes_total", (("file_type", "Image"),))
+    seen = await wait_for_metric(client, UPLOADED, len(photo))
+    assert seen[("media_uploads_total", (("file_type", "Image"),))] == 1
+    assert ("media_upload_bytes_total", (("file_type", "Document"),)) not in seen
 
 
 def test_only_smart_playlist_changes_count_as_smart_updates() -> None:

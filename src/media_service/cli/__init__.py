@@ -141,7 +141,7 @@ def serve(
         uvicorn.run(create_app(settings), **options)
         return
     _prepare_worker_processes(settings, processes)
-    uvicorn.run("media_service.app:create_app", factory=True, workers=processes, **options)
+    uvicorn.run("media_service.app:create_worker_app", factory=True, workers=processes, **options)
 
 
 def _prepare_worker_processes(settings: Settings, processes: int) -> None:

@@ -69,7 +69,10 @@ class IdempotentConsumer(Generic[E]):
                 new = await HandledEvents(session).record_new(self.name, ids)
                 for event in events:
                     if event.event_id in new:
-                        await self.handle(session, event)
+                        # A batch holds other deliveries' events: each handler's lines
+                        # carry the id of the event it is applying.
+                        with structlog.contextvars.bound_contextvars(event_id=event.event_id):
+                            await self.handle(session, event)
             return new
 
         async def apply_one(event: E) -> bool:
@@ -84,9 +87,12 @@ class IdempotentConsumer(Generic[E]):
                 raise RejectMessage(str(exc)) from None
             if not isinstance(event, self.event_type):
                 raise RejectMessage(f"{self.name} handles {self.subjects[0]}, not {event.subject}")
-            if await together.apply(event):
-                return True
-            log.info("event_already_handled", consumer=self.name, event_id=event.event_id)
+            with structlog.contextvars.bound_contextvars(
+                event_id=event.event_id, consumer=self.name
+            ):
+                if await together.apply(event):
+                    return True
+                log.info("event_already_handled")
             return False
 
         async def on_delivery(delivery: Delivery) -> None:

@@ -69,21 +69,32 @@ def bind(handler: JobHandler[Any], sessions: async_sessionmaker[AsyncSession]) -
             payload = handler.payload_type.model_validate(message.payload)
         except (InvalidJob, ValidationError) as exc:
             raise RejectMessage(str(exc)) from None
-        if await _already_done(sessions, handler.consumer, message.job_id):
-            log.info("job_already_done", job=handler.name, job_id=message.job_id)
-            return
-        try:
-            async with unit_of_work(sessions) as session:
-                context = JobContext(message.job_id, handler.name, delivery.attempt, session)
-                await handler.run(context, payload)
-                if not await HandledEvents(session).record(handler.consumer, message.job_id):
-                    raise _AlreadyDone
-        except _AlreadyDone:  # another copy finished first; this one was rolled back
-            log.info("job_already_done", job=handler.name, job_id=message.job_id)
-            return
-        log.info("job_done", job=handler.name, job_id=message.job_id, attempt=delivery.attempt)
+        # Every line logged while the job runs (by any module) carries its id and type.
+        with structlog.contextvars.bound_contextvars(job_id=message.job_id, job=handler.name):
+            await _run(handler, sessions, message.job_id, payload, delivery.attempt)
 
     return on_delivery
+
+
+async def _run(
+    handler: JobHandler[Any],
+    sessions: async_sessionmaker[AsyncSession],
+    job_id: str,
+    payload: Any,
+    attempt: int,
+) -> None:
+    if await _already_done(sessions, handler.consumer, job_id):
+        log.info("job_already_done")
+        return
+    try:
+        async with unit_of_work(sessions) as session:
+            await handler.run(JobContext(job_id, handler.name, attempt, session), payload)
+            if not await HandledEvents(session).record(handler.consumer, job_id):
+                raise _AlreadyDone
+    except _AlreadyDone:  # another copy finished first; this one was rolled back
+        log.info("job_already_done")
+        return
+    log.info("job_done", attempt=attempt)
 
 
 async def _already_done(
