@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from media_service import __version__
+from media_service.audit.router import router as audit_router
+from media_service.biometrics.router import router as biometrics_router
 from media_service.config import Settings
 from media_service.db.migrate import upgrade_to_head
 from media_service.frames.cache_router import router as cache_router
@@ -23,6 +25,9 @@ from media_service.metrics import ServiceMetrics
 from media_service.middleware import RequestContextMiddleware
 from media_service.playlists.router import router as playlists_router
 from media_service.preprocessing.router import router as preprocessing_router
+from media_service.privacy.export_router import router as export_router
+from media_service.privacy.router import erasures as erasures_router
+from media_service.privacy.router import users as erase_users_router
 from media_service.problems import install_problem_handlers
 from media_service.runtime import start_background
 from media_service.state import ServiceState
@@ -69,6 +74,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.include_router(health_router)
     app.include_router(files_router)
     app.include_router(admin_jobs_router)
+    app.include_router(audit_router)
     app.include_router(preprocessing_router)
     app.include_router(metadata_router)
     app.include_router(playlists_router)
@@ -76,5 +82,9 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
     app.include_router(frames_router)
     app.include_router(schedules_router)
     app.include_router(cache_router)
+    app.include_router(export_router)
+    app.include_router(erase_users_router)
+    app.include_router(erasures_router)
+    app.include_router(biometrics_router)
     app.include_router(metrics.router())
     return app

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
         ge=1.0,
         description="Forget published events and handled-event records after this many days",
     )
+    audit_retention_days: float = Field(
+        default=365.0, ge=1.0, description="Forget audit trail entries after this many days"
+    )
     housekeeping_interval_seconds: float = Field(default=3600.0, ge=1.0, le=7 * 24 * 3600)
 
     frame_precache_interval_seconds: float = Field(

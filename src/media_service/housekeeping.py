@@ -1,10 +1,11 @@
 """Periodic clean-up that a running service does by itself.
 
 Every ``housekeeping_interval_seconds`` (and once shortly after start) it forgets event
-history older than ``events_retention_days`` (:mod:`media_service.events.retention`) and
-idempotency keys older than ``idempotency_ttl_seconds``. Several processes may do it at
-once: the deletes are idempotent. Orphan objects left by crashes need a listing of the
-whole store and stay with ``media-service gc``.
+history older than ``events_retention_days`` (:mod:`media_service.events.retention`),
+idempotency keys older than ``idempotency_ttl_seconds`` and audit trail entries older than
+``audit_retention_days``. Several processes may do it at once: the deletes are idempotent.
+Orphan objects left by crashes need a listing of the whole store and stay with
+``media-service gc``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from media_service.audit.service import purge_audit_events
 from media_service.config import Settings
 from media_service.db.base import utcnow
 from media_service.db.uow import unit_of_work
@@ -56,12 +58,16 @@ class Housekeeping:
             await stop_gracefully(task, self._stop.set)
 
     async def run_once(self) -> None:
-        """Forget expired event history and idempotency keys."""
+        """Forget expired event history, idempotency keys and audit entries."""
         retention = timedelta(days=self._settings.events_retention_days)
         await purge_event_history(self._sessions, retention)
         expired = await expire_idempotency_keys(self._sessions, self._settings)
         if expired:
             log.info("idempotency_keys_expired", count=expired)
+        audit_retention = timedelta(days=self._settings.audit_retention_days)
+        forgotten = await purge_audit_events(self._sessions, audit_retention)
+        if forgotten:
+            log.info("audit_events_expired", count=forgotten)
 
     async def _run(self) -> None:
         delay = self._first_run_delay

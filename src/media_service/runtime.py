@@ -15,6 +15,7 @@ from media_service.metadata.consumers import create_metadata_records
 from media_service.playlists.consumers import check_smart_playlists, leave_playlists
 from media_service.preprocessing import jobs as preprocessing
 from media_service.preprocessing.consumers import preprocess_uploaded_files
+from media_service.privacy import jobs as privacy
 from media_service.state import ServiceState
 from media_service.versions import jobs as versions
 from media_service.versions.consumers import create_original_versions
@@ -40,6 +41,7 @@ ENQUEUED_JOBS: tuple[str, ...] = (
     *metadata.ENQUEUED,
     *versions.ENQUEUED,
     *frame_cache.ENQUEUED,
+    *privacy.ENQUEUED,
 )
 
 
@@ -50,6 +52,7 @@ def domain_jobs(state: ServiceState) -> list[JobHandler[Any]]:
         *metadata.metadata_jobs(state),
         *versions.version_jobs(state),
         *frame_cache.cache_jobs(state),
+        *privacy.privacy_jobs(state),
     ]
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 
 from media_service.auth.principal import Principal, Role
 from media_service.auth.secrets import load_or_create_secret
+from media_service.cli.erase import erase
 from media_service.cli.jobs import jobs_app, worker
 from media_service.config import Settings
 from media_service.logs import configure_logging
@@ -36,6 +37,7 @@ token_app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(jobs_app, name="jobs")
 app.command()(worker)
+app.command()(erase)
 console = Console(stderr=True, soft_wrap=True)  # soft wrap: an error stays one line
 T = TypeVar("T")
 

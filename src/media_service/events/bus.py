@@ -148,6 +148,13 @@ class EventBus(Protocol):
         consumer lag and whether acknowledged writes are synced to disk."""
         ...
 
+    async def forget_messages(self, terms: Sequence[str], *, spare: str) -> int:
+        """Delete every message the bus still stores (waiting, in flight or kept as
+        history) whose bytes mention any of ``terms``, except those that also contain
+        ``spare``; how many went (see :mod:`media_service.events.scrub`). For the
+        erasure of a person."""
+        ...
+
     async def close(self) -> None:
         """Stop consumers (unfinished deliveries are handed back) and disconnect."""
         ...

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import cast
 
 import structlog
-from sqlalchemy import ColumnElement, Table, Update, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Table, Update, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -43,6 +43,7 @@ from media_service.events.bus import (
     validate_subscription,
 )
 from media_service.events.models import BusConsumer, BusDelivery
+from media_service.events.scrub import chunks, mentions, spellings
 from media_service.tasks import stop_gracefully
 
 log = structlog.get_logger(__name__)
@@ -127,6 +128,22 @@ class MemoryEventBus:
         except Exception as exc:  # the database is the bus: its error is the bus's
             raise BusUnavailable(f"in-process bus cannot read its state: {exc}") from exc
         return BusHealth(self.url, "in-process, stored in the database", lag)
+
+    async def forget_messages(self, terms: Sequence[str], *, spare: str) -> int:
+        """Delete the ``bus_deliveries`` rows (pending or settled) that mention ``terms``."""
+        spelled, spared = spellings(terms), spellings([spare])
+        payload = _DELIVERIES.c.payload
+        total = 0
+        async with unit_of_work(self._sessions) as session:
+            dialect = session.get_bind().dialect.name
+            for part in chunks(spelled):
+                result = await session.execute(
+                    delete(_DELIVERIES).where(
+                        mentions(payload, part, dialect), ~mentions(payload, spared, dialect)
+                    )
+                )
+                total += int(result.rowcount)  # type: ignore[attr-defined]
+        return total
 
     async def close(self) -> None:
         consumers, self._consumers = self._consumers, []

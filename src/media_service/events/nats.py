@@ -53,6 +53,7 @@ from media_service.events.bus import (
     validate_subscription,
 )
 from media_service.events.nats_pull import MSG_ID_HEADER, PullConsumer
+from media_service.events.scrub import mentioned_in, spellings
 
 log = structlog.get_logger(__name__)
 
@@ -269,6 +270,20 @@ class NatsEventBus:
         streams = ", ".join(spec.name for spec in self.options.streams)
         return BusHealth(self._redacted, f"JetStream streams {streams}", lag, synced, warnings)
 
+    async def forget_messages(self, terms: Sequence[str], *, spare: str) -> int:
+        """Read every message of every stream (events and jobs) and delete the ones whose
+        payload or headers mention ``terms``."""
+        spelled, spared = spellings(terms), spellings([spare])
+        if not spelled:
+            return 0
+        js = self.jetstream()
+        try:
+            return sum(
+                [await _forget_in_stream(js, s.name, spelled, spared) for s in self.options.streams]
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise BusUnavailable(f"cannot scan streams on {self._redacted}: {exc!r}") from exc
+
     async def sync_always(self) -> bool | None:
         """Whether the server fsyncs every JetStream write; ``None`` when it cannot tell
         (no monitoring URL and no access to ``$SYS``)."""
@@ -378,6 +393,29 @@ async def _ensure_stream(js: JetStreamContext, spec: StreamSpec) -> None:
             seconds=config.duplicate_window,
             wanted=spec.duplicate_window,
         )
+
+
+async def _forget_in_stream(
+    js: JetStreamContext, stream: str, spelled: Sequence[str], spared: Sequence[str]
+) -> int:
+    """Delete the messages of ``stream`` that mention ``spelled`` and not ``spared``, up
+    to its last message when the scan began; how many."""
+    state = (await js.stream_info(stream)).state
+    seq, deleted = state.first_seq, 0
+    while seq <= state.last_seq:
+        try:  # the next message at or after seq (deleted ones leave gaps)
+            message = await js.get_msg(stream, seq=seq, next=True, subject=">")
+        except nats.js.errors.NotFoundError:
+            break
+        headers = message.headers or {}
+        stored = (message.data or b"") + "".join(f"\n{k}: {v}" for k, v in headers.items()).encode()
+        if mentioned_in(stored, spelled) and not mentioned_in(stored, spared):
+            # A work-queue message may be consumed between the read and the delete.
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await js.delete_msg(stream, int(message.seq or seq))
+                deleted += 1
+        seq = int(message.seq or seq) + 1
+    return deleted
 
 
 def _monitor_url(value: str | None) -> str | None:

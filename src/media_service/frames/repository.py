@@ -34,6 +34,15 @@ class FrameRepository:
         statement = select(Frame).where(visible).order_by(Frame.frame_id).limit(MAX_FRAMES_LISTED)
         return (await self.session.execute(statement)).scalars().all()
 
+    async def owned_by(self, organization_id: str, user_id: str) -> Sequence[Frame]:
+        """Every frame of one owner (``idx_frames_user_id``)."""
+        statement = (
+            select(Frame)
+            .where(Frame.organization_id == organization_id, Frame.user_id == user_id)
+            .order_by(Frame.frame_id)
+        )
+        return (await self.session.execute(statement)).scalars().all()
+
     async def touch(self, frame_id: str, at: datetime) -> None:
         """Record that the frame was seen at ``at``."""
         await self.session.execute(

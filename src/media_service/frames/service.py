@@ -11,7 +11,7 @@ from media_service.auth.principal import Principal, Role
 from media_service.db.base import utcnow
 from media_service.errors import Forbidden, NotFound
 from media_service.frames import policy
-from media_service.frames.models import Frame
+from media_service.frames.models import Frame, RotationSchedule
 from media_service.frames.repository import FrameRepository
 from media_service.frames.schemas import FrameCreate, FrameTokenOut, FrameUpdate
 from media_service.ids import is_valid_id, new_id
@@ -48,6 +48,15 @@ class FrameService:
     async def list_frames(self, principal: Principal) -> list[Frame]:
         """The frames ``principal`` may read."""
         return list(await self.repository.frames(policy.readable_clause(principal)))
+
+    async def owned_by_person(self, organization_id: str, user_id: str) -> list[Frame]:
+        """Every frame ``user_id`` owns: for the export of a person's own data (callers
+        check who asks)."""
+        return list(await self.repository.owned_by(organization_id, user_id))
+
+    async def schedules_of(self, frame: Frame) -> list[RotationSchedule]:
+        """Every rotation schedule of ``frame``, oldest first."""
+        return list(await self.repository.schedules(frame.frame_id))
 
     async def readable(self, principal: Principal, frame_id: str) -> Frame:
         """The frame if ``principal`` may read it; 404 otherwise."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Select, delete, false, or_, select, true
@@ -51,6 +51,21 @@ class MediaFileRepository:
         if filters.cursor:
             statement = statement.where(MediaFile.file_id < filters.cursor)
         statement = statement.order_by(MediaFile.file_id.desc()).limit(filters.limit + 1)
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def owned_by(
+        self, organization_id: str, owner_id: str, owner_types: Iterable[str]
+    ) -> Sequence[MediaFile]:
+        """Files of one owner under any of ``owner_types`` (``ix_media_files_org_owner``)."""
+        statement = (
+            select(MediaFile)
+            .where(
+                MediaFile.organization_id == organization_id,
+                MediaFile.owner_type.in_(list(owner_types)),
+                MediaFile.owner_id == owner_id,
+            )
+            .order_by(MediaFile.file_id)
+        )
         return (await self.session.execute(statement)).scalars().all()
 
     async def delete(self, file: MediaFile) -> None:

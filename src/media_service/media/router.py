@@ -8,6 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from media_service.audit.models import AuditAction, AuditResource
+from media_service.audit.router import AuditDep
+from media_service.audit.service import Actor, request_actor
 from media_service.deps import OptionalPrincipalDep, PrincipalDep, SessionDep, StateDep
 from media_service.errors import BadRequest, PayloadTooLarge, Unauthorized
 from media_service.media.content import content_response, etag_matches, file_etag
@@ -133,9 +136,13 @@ async def list_files(
 
 
 @router.get("/{file_id}", response_model=MediaFileOut, responses={404: {}})
-async def get_file(file_id: str, principal: PrincipalDep, service: ServiceDep) -> MediaFileOut:
+async def get_file(
+    file_id: str, principal: PrincipalDep, service: ServiceDep, audit: AuditDep
+) -> MediaFileOut:
     """One file's record."""
-    return MediaFileOut.model_validate(await service.get(principal, file_id))
+    file = await service.get(principal, file_id)
+    audit.record(Actor.of(principal), AuditAction.READ, file, AuditResource.FILE)
+    return MediaFileOut.model_validate(file)
 
 
 _CONTENT_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -161,6 +168,7 @@ async def download_file(
     principal: OptionalPrincipalDep,
     service: ServiceDep,
     versions: VersionServiceDep,
+    audit: AuditDep,
     version: Annotated[int | None, Query(ge=1, le=MAX_VERSION_NUMBER)] = None,
 ) -> Response:
     """The file's bytes, with Range, ETag and signed-URL support. A photo's current
@@ -184,8 +192,11 @@ async def download_file(
     if if_range is None or if_range == file_etag(file):
         byte_range = parse_range(headers.get("range"), file.file_size)
     body: AsyncIterator[bytes] | None = None
-    if request.method == "GET":
+    if request.method == "GET":  # HEAD and 304 send no content: not a read
         body = service.content(file, byte_range)
+        detail = {"version": version, "partial": byte_range is not None}
+        actor = request_actor(principal, query)
+        audit.record(actor, AuditAction.READ, file, AuditResource.CONTENT, detail=detail)
     expires = int(query["exp"]) if signed else None
     return await content_response(file, body, byte_range, signed_expiry=expires)
 

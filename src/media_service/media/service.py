@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +17,8 @@ import structlog
 from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from media_service.audit.models import AuditAction, AuditResource
+from media_service.audit.service import Actor, AuditTrail, DetailValue
 from media_service.auth.principal import Principal
 from media_service.config import Settings
 from media_service.db.base import utcnow
@@ -29,7 +31,7 @@ from media_service.events import FileDeleted, record_event
 from media_service.ids import is_valid_id
 from media_service.media import policy
 from media_service.media.filenames import sanitize_file_name
-from media_service.media.models import MediaFile
+from media_service.media.models import MediaFile, OwnerType
 from media_service.media.repository import MediaFileRepository, visible_clause
 from media_service.media.schemas import ListFilters, MediaFilePatch
 from media_service.media.signing import UrlSigner
@@ -55,6 +57,7 @@ class MediaService:
         self.blobs = blobs
         self.settings = settings
         self.signer = signer
+        self.audit = AuditTrail(session)
 
     # -- read --------------------------------------------------------------------------------
 
@@ -130,6 +133,7 @@ class MediaService:
     async def update(self, principal: Principal, file_id: str, patch: MediaFilePatch) -> MediaFile:
         """Apply ``patch``: processed flag (services, admins), owner and name (writers)."""
         file = await self.get(principal, file_id)
+        previous_owner = (file.owner_type, file.owner_id)
         if patch.processed is not None:
             if not policy.can_mark_processed(principal):
                 raise Forbidden("only services may report processing")
@@ -139,6 +143,7 @@ class MediaService:
             self._ensure_writable(principal, file)
             self._apply_owner_and_name(principal, file, patch)
         await self.session.flush()
+        self._audit_change(principal, file, patch, previous_owner)
         return file
 
     async def mark_processed(self, file_id: str) -> MediaFile | None:
@@ -172,6 +177,30 @@ class MediaService:
                 patch.file_name, max_length=self.settings.max_file_name_length
             )
 
+    def _audit_change(
+        self,
+        principal: Principal,
+        file: MediaFile,
+        patch: MediaFilePatch,
+        previous_owner: tuple[OwnerType, str],
+    ) -> None:
+        """Audit the change in its own transaction; a file moved between owners is a
+        change to the media of both."""
+        fields = ",".join(sorted(patch.model_dump(exclude_none=True)))
+        if not fields:
+            return
+        actor, detail = Actor.of(principal), {"fields": fields}
+        self.audit.record(actor, AuditAction.CHANGE, file, AuditResource.FILE, detail=detail)
+        if previous_owner != (file.owner_type, file.owner_id):
+            self.audit.record(
+                actor,
+                AuditAction.CHANGE,
+                file,
+                AuditResource.FILE,
+                detail=detail,
+                owner=previous_owner,
+            )
+
     def _ensure_writable(self, principal: Principal, file: MediaFile) -> None:
         if not policy.write_visibility(principal).allows(file):
             raise Forbidden("you may read this file but not change it")
@@ -181,9 +210,31 @@ class MediaService:
         consumer in ``media.consumers`` remove the stored bytes (retried until done)."""
         file = await self.get(principal, file_id)
         self._ensure_writable(principal, file)
+        self.audit.record(Actor.of(principal), AuditAction.DELETE, file, AuditResource.FILE)
+        await self._delete(file, actor=principal.subject)
+
+    async def remove(self, principal: Principal, file_id: str) -> bool:
+        """:meth:`delete` for callers authorised otherwise (an erasure of biometric data
+        the person or an admin asked for): audited and announced as ``principal``'s, with
+        no check of the file's visibility; False if already gone."""
+        file = await self.find(file_id)
+        if file is None:
+            return False
+        self.audit.record(Actor.of(principal), AuditAction.DELETE, file, AuditResource.FILE)
+        await self._delete(file, actor=principal.subject)
+        return True
+
+    async def files_of_person(
+        self, organization_id: str, person_id: str, owner_types: frozenset[OwnerType]
+    ) -> Sequence[MediaFile]:
+        """Every file owned by ``person_id`` under one of ``owner_types`` (for background
+        work about a person; callers check access themselves)."""
+        return await self.repository.owned_by(organization_id, person_id, owner_types)
+
+    async def _delete(self, file: MediaFile, actor: str) -> None:
         await self.repository.delete(file)
         deleted = FileDeleted(
-            file_id=file.file_id, user_id=principal.subject, organization_id=file.organization_id
+            file_id=file.file_id, user_id=actor, organization_id=file.organization_id
         )
         record_event(self.session, deleted)
         log.info("file_deleted", file_id=file.file_id)
@@ -191,17 +242,28 @@ class MediaService:
     # -- share ---------------------------------------------------------------------------------
 
     async def sign_url(
-        self, principal: Principal, file_id: str, path: str, expires_in: int | None
+        self,
+        principal: Principal,
+        file_id: str,
+        path: str,
+        expires_in: int | None,
+        *,
+        resource: AuditResource = AuditResource.CONTENT,
+        detail: Mapping[str, DetailValue] | None = None,
     ) -> SignedUrl:
-        """A URL for ``path`` that works without a token until it expires."""
-        await self.get(principal, file_id)
+        """A URL for ``path`` that works without a token until it expires (audited as a
+        share of ``resource``, with ``detail``)."""
+        file = await self.get(principal, file_id)
         lifetime = expires_in or self.settings.signed_url_ttl_seconds
         if lifetime > self.settings.signed_url_max_seconds:
             raise Unprocessable(
                 f"expires_in may be at most {self.settings.signed_url_max_seconds} seconds",
                 errors=[{"loc": ["body", "expires_in"], "msg": "too long"}],
             )
-        return signed_path(self.signer, path, lifetime)
+        signed = signed_path(self.signer, path, lifetime)
+        share = {**(detail or {}), "expires_at": signed.expires_at}
+        self.audit.record(Actor.of(principal), AuditAction.SHARE, file, resource, detail=share)
+        return signed
 
 
 def signed_path(signer: UrlSigner, path: str, lifetime: int) -> SignedUrl:

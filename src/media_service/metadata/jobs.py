@@ -9,10 +9,12 @@ commit.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
+from media_service.biometrics.consent import face_processing_allowed
 from media_service.db.uow import unit_of_work
 from media_service.events.bus import RejectMessage
 from media_service.imaging.errors import ImagingError
@@ -42,8 +44,10 @@ def metadata_jobs(state: ServiceState) -> list[JobHandler[Any]]:
         file = await _file(state, payload.file_id)
         if file is None:
             return
-        analysis = await _measure(state, file)
+        analysis = await _measure(state, file, await _may_find_faces(state, file))
         answer = await ask_analyzer(state, file, analysis)
+        if analysis.faces is not None and not await face_processing_allowed(ctx.session, file):
+            analysis = replace(analysis, faces=None)  # consent withdrawn while measuring
         service = MetadataService(ctx.session, state)
         row = await service.record_analysis(file, analysis)
         if answer is not None:
@@ -63,7 +67,16 @@ async def _file(state: ServiceState, file_id: str) -> MediaFile | None:
         return await MediaService(session, state.blobs, state.settings, state.signer).find(file_id)
 
 
-async def _measure(state: ServiceState, file: MediaFile) -> PhotoAnalysis:
+async def _may_find_faces(state: ServiceState, file: MediaFile) -> bool:
+    """Whether to run face detection: configured, and allowed by the owner's consent (no
+    detection at all otherwise: ``faces`` stays None, "not run")."""
+    if not state.settings.detect_faces:
+        return False
+    async with unit_of_work(state.read_sessions) as session:
+        return await face_processing_allowed(session, file)
+
+
+async def _measure(state: ServiceState, file: MediaFile, find_faces: bool) -> PhotoAnalysis:
     settings = state.settings
     limits = DecodeLimits(max_pixels=settings.max_image_pixels)
     preview = await PreprocessingService(state).stored_preview(file)
@@ -83,7 +96,7 @@ async def _measure(state: ServiceState, file: MediaFile) -> PhotoAnalysis:
                 original,
                 source,
                 limits,
-                settings.detect_faces,
+                find_faces,
                 settings.ocr,
                 timeout=settings.render_timeout_seconds,
             )

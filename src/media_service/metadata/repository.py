@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from media_service.media.models import MediaFile
 from media_service.metadata.models import PhotoMetadata
 
+_CHUNK = 500  # ids per IN list (well under every driver's parameter limit)
+
 
 class MetadataRepository:
     def __init__(self, session: AsyncSession) -> None:
@@ -54,6 +56,31 @@ class MetadataRepository:
         )
         rows = await self.session.execute(statement)
         return [(row[0], row[1]) for row in rows.all()]
+
+    async def with_faces(self, file_ids: Sequence[str]) -> list[PhotoMetadata]:
+        """Rows of ``file_ids`` that hold face data (``face_count`` is written with the
+        rest of it), locked until the transaction ends."""
+        found: list[PhotoMetadata] = []
+        for start in range(0, len(file_ids), _CHUNK):
+            statement = (
+                select(PhotoMetadata)
+                .where(
+                    PhotoMetadata.file_id.in_(file_ids[start : start + _CHUNK]),
+                    PhotoMetadata.face_count.is_not(None),
+                )
+                .with_for_update()
+            )
+            found.extend((await self.session.execute(statement)).scalars().all())
+        return found
+
+    async def get_many(self, file_ids: Sequence[str]) -> list[PhotoMetadata]:
+        """The rows of ``file_ids`` that exist, in ``file_id`` order."""
+        found: list[PhotoMetadata] = []
+        for start in range(0, len(file_ids), _CHUNK):
+            chunk = file_ids[start : start + _CHUNK]
+            statement = select(PhotoMetadata).where(PhotoMetadata.file_id.in_(chunk))
+            found.extend((await self.session.execute(statement)).scalars().all())
+        return sorted(found, key=lambda row: row.file_id)
 
 
 def owner_copy_update(file_id: str, owner_id: str) -> Update:

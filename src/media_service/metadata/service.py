@@ -7,6 +7,7 @@ change records ``media.metadata.updated`` in the same transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from media_service.audit.models import AuditAction, AuditResource
+from media_service.audit.service import Actor, AuditTrail
 from media_service.auth.principal import Principal
 from media_service.db.base import utcnow
 from media_service.errors import Forbidden, NotFound, Unprocessable
@@ -45,6 +48,7 @@ class MetadataService:
         self.session = session
         self.repository = MetadataRepository(session)
         self.media = MediaService(session, state.blobs, state.settings, state.signer)
+        self.audit = AuditTrail(session)
 
     # -- read ---------------------------------------------------------------------------------
 
@@ -54,6 +58,7 @@ class MetadataService:
         row = await self.repository.get(file.file_id)
         if row is None:
             raise NotFound(f"{file.file_id} has no metadata (not a photo, or not analysed yet)")
+        self.audit.record(Actor.of(principal), AuditAction.READ, file, AuditResource.METADATA)
         return self.present(principal, file, row)
 
     def present(self, principal: Principal, file: MediaFile, row: PhotoMetadata) -> MetadataOut:
@@ -104,6 +109,11 @@ class MetadataService:
             items=[self.present(principal, file, row) for row, file in page],
             next_cursor=next_cursor,
         )
+
+    async def of_files(self, file_ids: Sequence[str]) -> list[MetadataOut]:
+        """The metadata of ``file_ids`` in full, location and faces included: for the
+        export of a person's own data (callers check who asks)."""
+        return [MetadataOut.model_validate(row) for row in await self.repository.get_many(file_ids)]
 
     # -- write --------------------------------------------------------------------------------
 
@@ -158,6 +168,10 @@ class MetadataService:
         if row is None:
             raise Unprocessable(f"{file.file_id} is not a photo")
         await self.apply_ai_results(row, update.source, update.model_dump(exclude_none=True))
+        detail = {"source": update.source}
+        self.audit.record(
+            Actor.of(principal), AuditAction.CHANGE, file, AuditResource.METADATA, detail=detail
+        )
         return self.present(principal, file, row)
 
     async def apply_ai_results(
@@ -170,6 +184,17 @@ class MetadataService:
                 found = dict.fromkeys(labels.normalise(lists[column]), tag)
                 _merge_list(row, column, found, replacing=frozenset({tag}))
         await self._changed(row)
+
+    async def forget_faces(self, file_ids: Sequence[str]) -> int:
+        """Clear the face data of ``file_ids`` (count, detections, and labels derived from
+        faces), announcing each change; how many photos had some."""
+        rows = await self.repository.with_faces(file_ids)
+        for row in rows:
+            row.face_count = None
+            row.face_detection = None
+            _merge_list(row, "ai_labels", {}, replacing=frozenset({labels.FACES}))
+            await self._changed(row)
+        return len(rows)
 
     async def _changed(self, row: PhotoMetadata) -> None:
         row.updated_at = utcnow()

@@ -89,6 +89,24 @@ class PlaylistRepository:
         statement = statement.order_by(Playlist.playlist_id.desc()).limit(limit)
         return (await self.session.execute(statement)).scalars().all()
 
+    async def owned_by(self, organization_id: str, user_id: str) -> Sequence[Playlist]:
+        """Every playlist of one owner, oldest first (``idx_playlists_user_id``)."""
+        statement = (
+            select(Playlist)
+            .where(Playlist.organization_id == organization_id, Playlist.user_id == user_id)
+            .order_by(Playlist.playlist_id)
+        )
+        return (await self.session.execute(statement)).scalars().all()
+
+    async def items(self, playlist_id: str) -> Sequence[PlaylistItem]:
+        """Every item row of a playlist (visible or not), in position order."""
+        statement = (
+            select(PlaylistItem)
+            .where(PlaylistItem.playlist_id == playlist_id)
+            .order_by(PlaylistItem.position, PlaylistItem.file_id)
+        )
+        return (await self.session.execute(statement)).scalars().all()
+
     # -- the smart-rule generation of an organization -------------------------------------------
 
     async def bump_generation(self, organization_id: str) -> None:

@@ -26,9 +26,11 @@ from media_service.playlists.schemas import (
     MAX_MANUAL_PHOTOS,
     CurationGoal,
     PlaylistCreate,
+    PlaylistItemOut,
     PlaylistItemPage,
     PlaylistOut,
     PlaylistPage,
+    PlaylistSummary,
     PlaylistUpdate,
 )
 from media_service.state import ServiceState
@@ -83,6 +85,27 @@ class PlaylistService:
         with self.state.observations.timed(PLAYLIST_QUERY):
             playlist = await self._readable(principal, playlist_id)
             return await self.items.page(playlist, cursor, limit)
+
+    async def owned_by_person(
+        self, organization_id: str, user_id: str
+    ) -> list[tuple[PlaylistSummary, list[PlaylistItemOut]]]:
+        """Every playlist ``user_id`` owns with all its items (visible to them or not): for
+        the export of a person's own data (callers check who asks)."""
+        owned = list(await self.repository.owned_by(organization_id, user_id))
+        found = []
+        for playlist in owned:
+            rows = await self.repository.items(playlist.playlist_id)
+            items = [
+                PlaylistItemOut(
+                    photo_id=row.file_id,
+                    position=row.position,
+                    added_at=row.added_at,
+                    reason=row.reason,
+                )
+                for row in rows
+            ]
+            found.append((present(playlist, len(items)), items))
+        return found
 
     # -- create, change, delete ------------------------------------------------------------------
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.preprocessing.models import MediaAnalysis, StoredRendition
+
+_CHUNK = 500  # ids per IN list (well under every driver's parameter limit)
 
 
 class PreprocessingRepository:
@@ -35,3 +37,20 @@ class PreprocessingRepository:
     async def save_rendition(self, rendition: StoredRendition) -> None:
         """Insert or replace one named rendition."""
         await self.session.merge(rendition)
+
+    async def clear_faces(self, file_ids: Sequence[str]) -> int:
+        """Forget the detected faces of ``file_ids``; how many rows held some."""
+        cleared = 0
+        for start in range(0, len(file_ids), _CHUNK):
+            result = await self.session.execute(
+                update(MediaAnalysis)
+                .where(
+                    MediaAnalysis.file_id.in_(file_ids[start : start + _CHUNK]),
+                    MediaAnalysis.faces_detected_at.is_not(None),
+                )
+                # analysed_at keeps its time: the rest of the analysis is unchanged.
+                .values(faces=null(), faces_detected_at=None, analysed_at=MediaAnalysis.analysed_at)
+                .execution_options(synchronize_session=False)
+            )
+            cleared += int(result.rowcount)  # type: ignore[attr-defined]
+        return cleared

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from media_service.audit.models import AuditAction, AuditResource
+from media_service.audit.router import AuditDep
+from media_service.audit.service import Actor, AuditTrail, DetailValue, request_actor
 from media_service.deps import OptionalPrincipalDep, PrincipalDep, StateDep
 from media_service.errors import Unauthorized
 from media_service.imaging.specs import Fit, OutputFormat
@@ -37,6 +41,7 @@ _PROBLEMS: dict[int | str, dict[str, str]] = {
     422: {"description": "Invalid parameters, or a source that cannot be rendered"},
 }
 FormatName = Annotated[str, Query(pattern="^(jpeg|webp|avif|png|auto)$")]
+_LISTING: dict[str, DetailValue] = {"listing": True}
 VersionNumber = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="A photo version")]
 
 
@@ -49,11 +54,14 @@ ServiceDep = Annotated[PreprocessingService, Depends(preprocessing_service)]
 
 @router.get("/{file_id}/renditions", response_model=PreprocessingOut, responses=_PROBLEMS)
 async def get_preprocessing(
-    file_id: str, principal: PrincipalDep, service: ServiceDep
+    file_id: str, principal: PrincipalDep, service: ServiceDep, audit: AuditDep
 ) -> PreprocessingOut:
     """What preprocessing made of the file: its analysis and stored renditions."""
     file = await service.visible_file(principal, file_id)
     analysis, renditions = await service.describe(file)
+    audit.record(
+        Actor.of(principal), AuditAction.READ, file, AuditResource.RENDITION, detail=_LISTING
+    )
     return PreprocessingOut(
         file_id=file.file_id,
         processed=file.processed,
@@ -70,13 +78,17 @@ async def get_stored_rendition(
     request: Request,
     principal: PrincipalDep,
     service: ServiceDep,
+    audit: AuditDep,
     version: VersionNumber = None,
 ) -> Response:
     """A stored rendition's bytes (``thumbnail``: WebP, ``preview``: JPEG), of the
     photo's current version unless ``version`` names one."""
     file = await service.served(await service.visible_file(principal, file_id), version)
     body = await service.stored_rendition(file, name)
-    return _image_response(body, request)
+    response = _image_response(body, request)
+    detail = {"name": name, "version": version}
+    _audit_read(audit, response, Actor.of(principal), file, AuditResource.RENDITION, detail)
+    return response
 
 
 @router.get("/{file_id}/rendition", response_class=Response, responses=_PROBLEMS)
@@ -86,6 +98,7 @@ async def get_rendition(
     principal: OptionalPrincipalDep,
     service: ServiceDep,
     state: StateDep,
+    audit: AuditDep,
     width: Annotated[int | None, Query(ge=1)] = None,
     height: Annotated[int | None, Query(ge=1)] = None,
     fit: Fit = Fit.CONTAIN,
@@ -108,6 +121,9 @@ async def get_rendition(
     response = _image_response(body, request)
     if format == AUTO:
         response.headers["Vary"] = "Accept"
+    actor = request_actor(principal, dict(request.query_params))
+    detail = {**_rendition_detail(params), "version": version}
+    _audit_read(audit, response, actor, file, AuditResource.RENDITION, detail)
     return response
 
 
@@ -126,16 +142,22 @@ async def sign_rendition(
         state.settings.max_rendition_side,
     )
     path = f"{PREFIX}/{file_id}/rendition?{params.signed_query()}"
-    signed = await service.sign_url(principal, file_id, path, body.expires_in)
+    signed = await service.sign_url(
+        principal, file_id, path, body.expires_in, _rendition_detail(params)
+    )
     base = (state.settings.public_url or str(request.base_url)).rstrip("/")
     return SignedUrlOut(url=base + signed.path_and_query, expires_at=signed.expires_at)
 
 
 @router.get("/{file_id}/faces", response_model=FacesOut, responses=_PROBLEMS)
-async def get_faces(file_id: str, principal: PrincipalDep, service: ServiceDep) -> FacesOut:
+async def get_faces(
+    file_id: str, principal: PrincipalDep, service: ServiceDep, audit: AuditDep
+) -> FacesOut:
     """Faces found in the image: boxes, confidence and eye points (detected on first ask)."""
     file = await service.visible_file(principal, file_id)
     faces = await service.faces(file)
+    detail = {"count": len(faces)}
+    audit.record(Actor.of(principal), AuditAction.READ, file, AuditResource.FACES, detail=detail)
     return FacesOut(
         file_id=file.file_id,
         count=len(faces),
@@ -152,6 +174,7 @@ async def get_face_crop(
     request: Request,
     principal: PrincipalDep,
     service: ServiceDep,
+    audit: AuditDep,
     index: Annotated[int, Path(ge=0, le=1000)],
     size: Annotated[int, Query(ge=32, le=1024)] = 224,
     format: Annotated[str, Query(pattern="^(jpeg|png|webp)$")] = "jpeg",
@@ -159,7 +182,10 @@ async def get_face_crop(
     """Face ``index`` aligned by its eyes (level, fixed distance), as a square image."""
     file = await service.visible_file(principal, file_id)
     body = await service.face_crop(file, index, size, OutputFormat(format))
-    return _image_response(body, request)
+    response = _image_response(body, request)
+    detail = {"index": index, "size": size}
+    _audit_read(audit, response, Actor.of(principal), file, AuditResource.FACE_CROP, detail)
+    return response
 
 
 async def _authorised_file(
@@ -178,6 +204,29 @@ async def _authorised_file(
     if principal is None:
         raise Unauthorized()
     return await service.visible_file(principal, file_id)
+
+
+def _audit_read(
+    audit: AuditTrail,
+    response: Response,
+    actor: Actor,
+    file: MediaFile,
+    resource: AuditResource,
+    detail: Mapping[str, DetailValue],
+) -> None:
+    # A 304 sends no image: the client shows the copy whose fetch was recorded.
+    if response.status_code == 200:
+        audit.record(actor, AuditAction.READ, file, resource, detail=detail)
+
+
+def _rendition_detail(params: RenditionParams) -> dict[str, DetailValue]:
+    return {
+        "width": params.width,
+        "height": params.height,
+        "fit": params.fit.value,
+        "format": params.format,
+        "quality": params.quality,
+    }
 
 
 def _image_response(body: RenditionBody, request: Request) -> Response:

@@ -8,7 +8,7 @@ transaction or (for jobs) in the session it is given.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,7 +16,10 @@ from typing import Any, TypeVar
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from media_service.audit.models import AuditResource
+from media_service.audit.service import DetailValue
 from media_service.auth.principal import Principal
+from media_service.biometrics.consent import require_face_processing
 from media_service.db.base import utcnow
 from media_service.db.uow import unit_of_work
 from media_service.errors import NotFound
@@ -103,12 +106,23 @@ class PreprocessingService:
             return await self._media(session).get_signed(file_id, method, signed_path, query)
 
     async def sign_url(
-        self, principal: Principal, file_id: str, path_and_query: str, expires_in: int | None
+        self,
+        principal: Principal,
+        file_id: str,
+        path_and_query: str,
+        expires_in: int | None,
+        detail: Mapping[str, DetailValue] | None = None,
     ) -> SignedUrl:
-        """A URL for a rendition or a face crop that works without a token until it expires."""
-        async with unit_of_work(self.state.read_sessions) as session:
+        """A URL for a rendition that works without a token until it expires (a share,
+        audited with ``detail``: hence a writing transaction)."""
+        async with unit_of_work(self.state.sessions) as session:
             return await self._media(session).sign_url(
-                principal, file_id, path_and_query, expires_in
+                principal,
+                file_id,
+                path_and_query,
+                expires_in,
+                resource=AuditResource.RENDITION,
+                detail=detail,
             )
 
     def service_rendition_url(
@@ -283,10 +297,14 @@ class PreprocessingService:
     # -- faces ---------------------------------------------------------------------------------
 
     async def faces(self, file: MediaFile) -> list[Face]:
-        """The faces of an image, detected now if they were not yet (then kept)."""
-        if file.file_type is not FileType.IMAGE:
-            return []
+        """The faces of an image, detected now if they were not yet (then kept).
+
+        Raises :class:`FaceProcessingNotAllowed` when the file's owner withdrew consent.
+        """
         async with unit_of_work(self.state.read_sessions) as session:
+            await require_face_processing(session, file)
+            if file.file_type is not FileType.IMAGE:
+                return []
             analysis = await PreprocessingRepository(session).analysis(file.file_id)
         if analysis is not None and analysis.faces_detected_at is not None:
             return [Face.from_dict(item) for item in analysis.faces or []]
@@ -294,6 +312,8 @@ class PreprocessingService:
             f"faces:{file.file_id}", lambda: self.detect_faces(file)
         )
         async with unit_of_work(self.state.sessions) as session:
+            # Asked again: consent may have been withdrawn while the detector ran.
+            await require_face_processing(session, file)
             await self.save_faces(session, file.file_id, faces)
         return faces
 
@@ -324,13 +344,29 @@ class PreprocessingService:
         if not 0 <= index < len(faces):
             raise NotFound(f"{file.file_id} has {len(faces)} face(s); there is no face {index}")
         face = faces[index]
-        key = f"{file_folder(file.file_id)}faces/{index}-{size}{fmt.extension}"
+        key = f"{faces_folder(file.file_id)}{index}-{size}{fmt.extension}"
         data = await self._read_cached(key)
         if data is None:
             data = await self.state.flights.run(
                 key, lambda: self._crop_once(file.storage_path, face, size, fmt, key)
             )
         return RenditionBody(data, fmt.content_type, f'"{file.sha256[:32]}-face{index}-{size}"')
+
+    async def forget_faces(self, session: AsyncSession, file_ids: Sequence[str]) -> int:
+        """Clear the detected faces of ``file_ids`` in ``session``; how many files had
+        some. (Their crops: :meth:`delete_face_crops`.)"""
+        return await PreprocessingRepository(session).clear_faces(file_ids)
+
+    async def delete_face_crops(self, file_id: str) -> int:
+        """Delete the stored face crops of a file (and this process's copies of them);
+        how many there were."""
+        folder = faces_folder(file_id)
+        deleted = 0
+        async for info in self.blobs.list(folder):
+            await self.blobs.delete(info.key)
+            deleted += 1
+        self.state.hot_objects.discard_prefix(folder)
+        return deleted
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -414,6 +450,11 @@ def rendition_query(params: RenditionParams, version: int | None) -> str:
 def stored_key(file_id: str, name: str, fmt: OutputFormat) -> str:
     """Where a named rendition is stored (under the file's folder, so it goes with it)."""
     return f"{file_folder(file_id)}renditions/{name}{fmt.extension}"
+
+
+def faces_folder(file_id: str) -> str:
+    """Where a file's face crops are stored (under its folder, so they go with it)."""
+    return f"{file_folder(file_id)}faces/"
 
 
 def poster_key(file_id: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import structlog
 from pydantic import ValidationError
 
+from media_service.audit.service import Actor
 from media_service.auth.principal import Principal
 from media_service.db.uow import unit_of_work
 from media_service.errors import Conflict, Unprocessable, UnsupportedMediaType
@@ -101,7 +102,7 @@ class VersionMaker:
             set_current=request.set_current,
             **_facts(stored),
         )
-        return await self.record(source.photo.file_id, new)
+        return await self.record(source.photo.file_id, new, Actor.of(principal))
 
     async def edited(
         self, principal: Principal, photo_id: str, upload: UploadSource
@@ -121,14 +122,16 @@ class VersionMaker:
             set_current=fields.set_current,
             **_facts(stored),
         )
-        return await self.record(source.photo.file_id, new)
+        return await self.record(source.photo.file_id, new, Actor.of(principal))
 
-    async def record(self, photo_id: str, new: NewVersion) -> PhotoVersion:
-        """Record a version whose bytes are stored, in a short transaction; delete the
-        bytes if that fails."""
+    async def record(
+        self, photo_id: str, new: NewVersion, actor: Actor | None = None
+    ) -> PhotoVersion:
+        """Record a version whose bytes are stored, in a short transaction (audited as a
+        change by ``actor``); delete the bytes if that fails."""
         try:
             async with unit_of_work(self.state.sessions) as session:
-                return await VersionService(session, self.state).add(photo_id, new)
+                return await VersionService(session, self.state).add(photo_id, new, actor)
         except BaseException:
             await asyncio.shield(self.blobs.delete(new.storage_path))
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 
 from sqlalchemy import func, select, update
@@ -10,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.media.models import MediaFile
 from media_service.versions.models import PhotoVersion, PhotoVersionCounter, VersionType
+
+_CHUNK = 500  # ids per IN list (well under every driver's parameter limit)
 
 
 class VersionRepository:
@@ -59,6 +62,15 @@ class VersionRepository:
             .order_by(PhotoVersion.version_number)
         )
         return (await self.session.execute(statement)).scalars().all()
+
+    async def list_many(self, photo_ids: Sequence[str]) -> Sequence[PhotoVersion]:
+        """Every version of ``photo_ids``, by photo and number."""
+        found: builtins.list[PhotoVersion] = []
+        for start in range(0, len(photo_ids), _CHUNK):
+            chunk = photo_ids[start : start + _CHUNK]
+            statement = select(PhotoVersion).where(PhotoVersion.photo_id.in_(chunk))
+            found.extend((await self.session.execute(statement)).scalars().all())
+        return sorted(found, key=lambda version: (version.photo_id, version.version_number))
 
     async def count(self, photo_id: str) -> int:
         statement = select(func.count()).where(PhotoVersion.photo_id == photo_id)

@@ -17,6 +17,8 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from media_service.audit.models import AuditAction, AuditResource
+from media_service.audit.service import Actor, AuditTrail
 from media_service.auth.principal import Principal
 from media_service.db.base import utcnow
 from media_service.db.uow import Hook, after_commit
@@ -85,6 +87,7 @@ class VersionService:
         self.state = state
         self.repository = VersionRepository(session)
         self.media = MediaService(session, state.blobs, state.settings, state.signer)
+        self.audit = AuditTrail(session)
 
     # -- read ---------------------------------------------------------------------------------
 
@@ -92,17 +95,27 @@ class VersionService:
         """Every version of a photo the caller may see, oldest first."""
         photo = await self.readable_photo(principal, photo_id)
         await self.ensure_original(photo)
-        return list(await self.repository.list(photo.file_id))
+        versions = list(await self.repository.list(photo.file_id))
+        self._audit(Actor.of(principal), AuditAction.READ, photo, photo.file_id, "list")
+        return versions
 
     async def get(self, principal: Principal, photo_id: str, version_id: str) -> PhotoVersion:
         """One version of a photo the caller may see."""
         photo = await self.readable_photo(principal, photo_id)
         await self.ensure_original(photo)
-        return await self._version(photo, version_id)
+        version = await self._version(photo, version_id)
+        self._audit(Actor.of(principal), AuditAction.READ, photo, version.version_id, "get")
+        return version
 
     async def existing_ids(self, version_ids: Sequence[str]) -> set[str]:
         """Which of ``version_ids`` still exist (for garbage collection, no access check)."""
         return await self.repository.existing_ids(version_ids)
+
+    async def of_photos(self, photo_ids: Sequence[str]) -> Sequence[PhotoVersion]:
+        """The version rows of ``photo_ids``, by photo and number, as stored (a photo
+        whose original row was not made yet has none): for the export of a person's own
+        data (callers check who asks)."""
+        return await self.repository.list_many(photo_ids)
 
     async def readable_photo(self, principal: Principal, photo_id: str) -> MediaFile:
         """The photo if the caller may see it (404 otherwise, also for non-images)."""
@@ -153,9 +166,10 @@ class VersionService:
             return Source(photo, current)
         return Source(photo, await self._version(photo, source_version_id))
 
-    async def add(self, photo_id: str, new: NewVersion) -> PhotoVersion:
+    async def add(self, photo_id: str, new: NewVersion, actor: Actor | None = None) -> PhotoVersion:
         """Record a version whose bytes are stored, publish ``media.version.created``, and
-        make it current if asked. 404 when the photo was deleted meanwhile."""
+        make it current if asked (audited as a change by ``actor``, by default the user
+        in ``new``). 404 when the photo was deleted meanwhile."""
         photo = await self._locked(photo_id)
         await self.ensure_original(photo)
         if await self.repository.count(photo.file_id) >= MAX_VERSIONS:
@@ -184,6 +198,9 @@ class VersionService:
         if new.set_current:
             await self._make_current(version)
         self._announce(version)
+        self._audit(
+            actor or Actor(new.user_id), AuditAction.CHANGE, photo, version.version_id, "create"
+        )
         log.info("photo_version_created", version_id=version.version_id, type=version.version_type)
         return version
 
@@ -196,6 +213,9 @@ class VersionService:
         await self.ensure_original(photo)
         version = await self._version(photo, version_id)
         await self._make_current(version)
+        self._audit(
+            Actor.of(principal), AuditAction.CHANGE, photo, version.version_id, "set_current"
+        )
         return version
 
     async def delete(self, principal: Principal, photo_id: str, version_id: str) -> None:
@@ -214,6 +234,7 @@ class VersionService:
             original.updated_at = utcnow()
             await self.session.flush()
         self._forget_served(photo.file_id, None, version.version_number)
+        self._audit(Actor.of(principal), AuditAction.CHANGE, photo, version.version_id, "delete")
         after_commit(self.session, self._deleter(version_folder(photo.file_id, version_id)))
         log.info("photo_version_deleted", version_id=version.version_id, photo_id=photo.file_id)
 
@@ -270,6 +291,15 @@ class VersionService:
         version.updated_at = now
         await self.session.flush()
         self._forget_served(version.photo_id, None)
+
+    def _audit(
+        self, actor: Actor, action: AuditAction, photo: MediaFile, resource_id: str, operation: str
+    ) -> None:
+        # In the caller's transaction: a version change that rolls back leaves no row.
+        detail = {"operation": operation}
+        self.audit.record(
+            actor, action, photo, AuditResource.VERSION, resource_id=resource_id, detail=detail
+        )
 
     def _forget_served(self, photo_id: str, *numbers: int | None) -> None:
         # This process's renditions path remembers what it served for a second.

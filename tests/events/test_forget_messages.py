@@ -1,0 +1,137 @@
+"""Forgetting stored messages that mention someone (erasure of a person): every bus deletes
+exactly the messages that contain a term, in any JSON spelling, and keeps those that carry
+the spared string; the event history tables do the same on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+
+import nats
+import nats.js.errors
+import pytest
+from sqlalchemy import select
+
+from events.conftest import POLICY, BusFactory, Recorder, Sessions, settled
+from media_service.db.uow import unit_of_work
+from media_service.events.bus import EventBus
+from media_service.events.models import BusDelivery, DeadLetterRecord, HandledEvent, OutboxMessage
+from media_service.events.nats import EVENTS_STREAM, JOBS_STREAM
+from media_service.events.scrub import forget_history
+
+from conftest import delete_stream
+
+BUSES = ["memory-sqlite", "memory-postgres", "nats"]
+# Terms with LIKE's wildcards and a non-ASCII letter; "era_1" is the spared string.
+TERMS = ["ana_%", "Zoë", "file_1"]
+MESSAGES = {
+    "m-wildcards": ("file.uploaded", {"user_id": "ana_%"}),
+    "m-lookalike": ("file.uploaded", {"user_id": "anaX-y"}),  # only if _ and % were wild
+    "m-utf8": ("file.uploaded", {"user_id": "Zoë"}),
+    "m-spared": ("file.deleted", {"file_id": "file_1", "user_id": "era_1"}),
+    "m-unrelated": ("file.deleted", {"file_id": "file_2", "user_id": "era_1"}),
+    "m-job": ("jobs.test", {"payload": {"file_id": "file_1"}}),
+}
+FORGOTTEN = {"m-wildcards", "m-utf8", "m-ascii-escaped", "m-job"}
+
+
+@pytest.fixture(params=BUSES)
+def bus_variant(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def bus_kind(bus_variant: str) -> str:
+    return "nats" if bus_variant == "nats" else "memory"
+
+
+@pytest.fixture
+def database(bus_variant: str) -> str:
+    return "postgres" if bus_variant == "memory-postgres" else "sqlite"
+
+
+def encoded() -> dict[str, tuple[str, bytes]]:
+    """Each message as it would travel: UTF-8 JSON, plus one written ASCII-only."""
+    messages = {
+        msg_id: (subject, json.dumps(body, ensure_ascii=False).encode())
+        for msg_id, (subject, body) in MESSAGES.items()
+    }
+    messages["m-ascii-escaped"] = ("file.uploaded", json.dumps({"user_id": "Zoë!"}).encode())
+    return messages
+
+
+async def stored_ids(bus_kind: str, bus: EventBus, sessions: Sessions) -> set[str]:
+    if bus_kind == "memory":
+        async with sessions() as session:
+            return set((await session.execute(select(BusDelivery.msg_id))).scalars().all())
+    assert bus.url.startswith("nats")
+    client = await nats.connect(bus.url.split("?", 1)[0])
+    found = set()
+    try:
+        js = client.jetstream()
+        for stream in (EVENTS_STREAM.name, JOBS_STREAM.name):
+            state = (await js.stream_info(stream)).state
+            for seq in range(state.first_seq, state.last_seq + 1):
+                try:
+                    message = await js.get_msg(stream, seq)
+                except nats.js.errors.NotFoundError:
+                    continue
+                found.add(str((message.headers or {}).get("Nats-Msg-Id")))
+    finally:
+        await client.close()
+    return found
+
+
+async def test_every_bus_forgets_exactly_the_messages_that_mention_a_term(
+    make_bus: BusFactory, sessions: Sessions, bus_kind: str
+) -> None:
+    bus = await make_bus()
+    if bus_kind == "nats":
+        await delete_stream(bus.url, JOBS_STREAM.name)
+        await bus.close()
+        bus = await make_bus()  # creates the jobs stream again, empty
+    else:  # the in-process bus stores messages for its consumers only
+        recorder = Recorder()
+        for name, subjects in (("c1", ["file.>"]), ("c2", ["jobs.test"])):
+            await bus.subscribe(
+                name, subjects, recorder.handler, on_dead_letter=recorder.on_dead_letter,
+                policy=POLICY,
+            )  # fmt: skip
+    messages = encoded()
+    for msg_id, (subject, payload) in messages.items():
+        await bus.publish(subject, payload, msg_id)
+    if bus_kind == "memory":
+        await settled(bus, "c1")  # delivered and settled rows are forgotten too
+    assert await stored_ids(bus_kind, bus, sessions) == set(messages)
+
+    assert await bus.forget_messages(TERMS, spare="era_1") == len(FORGOTTEN)
+
+    assert await stored_ids(bus_kind, bus, sessions) == set(messages) - FORGOTTEN
+    assert await bus.forget_messages(TERMS, spare="era_1") == 0
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+async def test_event_history_forgets_rows_that_mention_a_term(sessions: Sessions) -> None:
+    async with unit_of_work(sessions) as session:
+        for msg_id, (subject, payload) in encoded().items():
+            session.add(OutboxMessage(id=msg_id, kind="event", subject=subject,
+                                      payload=json.loads(payload)))  # fmt: skip
+            session.add(
+                DeadLetterRecord(
+                    id=f"dl-{msg_id}", source="c1", subject=subject, msg_id=msg_id,
+                    payload=payload + b"\xff\xfe not UTF-8", error="boom", attempts=5,
+                )
+            )  # fmt: skip
+        session.add(HandledEvent(consumer="job_media_preprocess", event_id="preprocess-file_1"))
+        session.add(HandledEvent(consumer="job_media_preprocess", event_id="preprocess-file_2"))
+
+    async with unit_of_work(sessions) as session:
+        removed = await forget_history(session, TERMS, spare="era_1")
+
+    assert removed == 2 * len(FORGOTTEN) + 1
+    kept = set(encoded()) - FORGOTTEN
+    async with sessions() as session:
+        outbox = set((await session.execute(select(OutboxMessage.id))).scalars().all())
+        letters = set((await session.execute(select(DeadLetterRecord.msg_id))).scalars().all())
+        handled = set((await session.execute(select(HandledEvent.event_id))).scalars().all())
+    assert outbox == kept and letters == kept
+    assert handled == {"preprocess-file_2"}
