@@ -210,6 +210,21 @@ async def test_nobody_else_may_export_a_person(client: httpx.AsyncClient, stack:
     assert elsewhere["files"] == [] and photo not in orjson.dumps(elsewhere).decode()
 
 
+async def test_exporting_a_students_media_is_an_audited_read(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    admin = stack.auth("admin-1", ORG, Role.ADMIN)
+    photo = await upload(
+        client, admin, gps_jpeg(6), "s.jpg", owner_type="Student", owner_id="stu-1"
+    )
+    archive, _ = await exported(client, admin, "stu-1")
+    assert any(name.startswith(f"files/{photo}/") for name in archive.namelist())
+
+    trail = await client.get("/api/v1/media/audit", headers=admin, params={"file_id": photo})
+    reads = [row for row in trail.json()["items"] if row["action"] == "read"]
+    assert [(row["actor_id"], row["detail"].get("via")) for row in reads] == [("admin-1", "export")]
+
+
 @pytest.mark.parametrize("user_id", ["bad%01id", "x" * 129, "%E2%80%AEevil"])
 async def test_a_malformed_user_id_is_a_problem_not_an_error(
     client: httpx.AsyncClient, stack: Stack, user_id: str

@@ -28,6 +28,8 @@ import structlog
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from media_service.audit.models import AuditAction, AuditResource
+from media_service.audit.service import Actor, AuditTrail
 from media_service.auth.principal import Principal, Role
 from media_service.biometrics.service import BiometricsService
 from media_service.db.base import utcnow
@@ -97,6 +99,7 @@ class ExportService:
         self.frames = FrameService(session, state)
         self.cache = CacheService(session, state)
         self.biometrics = BiometricsService(session, state)
+        self.audit = AuditTrail(session)
 
     async def prepare(self, principal: Principal, user_id: str) -> PersonExport:
         """Everything ``user_id`` has in the caller's organization; 422 for a malformed
@@ -107,6 +110,11 @@ class ExportService:
         organization = principal.organization_id
         now = utcnow()
         files = await self.media.files_of_person(organization, user_id, PERSONAL_OWNER_TYPES)
+        for file in files:  # a student's media leave in the archive: that is a read
+            self.audit.record(
+                Actor.of(principal), AuditAction.READ, file, AuditResource.CONTENT,
+                detail={"via": "export"},
+            )  # fmt: skip
         records, members = await self._files(files)
         data = {
             "format": FORMAT,
