@@ -13,8 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import httpx
-import nats
-import nats.js.errors
 import pytest
 from PIL import Image
 from sqlalchemy import select
@@ -33,6 +31,7 @@ from media_service.privacy.repository import ErasureRepository
 from media_service.privacy.service import ErasureService
 
 from conftest import Stack
+from harness.nats import stored_messages
 
 ORG = "org_era"
 PERSON = "person-q7xz"  # distinctive: found only where the person is named
@@ -196,28 +195,18 @@ async def objects_naming(stack: Stack, needles: list[str]) -> list[str]:
 
 
 async def stream_messages_naming(stack: Stack, needles: list[str], erasure_id: str) -> list[str]:
-    """Every message of both streams, read one by one, that names one of ``needles``."""
-    client = await nats.connect(stack.settings.events_url.split("?", 1)[0])
+    """Every message of both streams that names one of ``needles``."""
     found = []
-    try:
-        js = client.jetstream()
-        for stream in (EVENTS_STREAM.name, JOBS_STREAM.name):
-            state = (await js.stream_info(stream)).state
-            for seq in range(state.first_seq, state.last_seq + 1):
-                try:
-                    message = await js.get_msg(stream, seq)
-                except nats.js.errors.NotFoundError:
-                    continue  # deleted
-                data = message.data or b""
-                stored = data + json.dumps(message.headers or {}).encode()
-                spared = message.subject == "file.deleted" and erasure_id.encode() in data
-                found += [
-                    f"{stream}#{seq} has {needle}"
-                    for needle in needles
-                    if needle.encode() in stored and not (spared and needle != PERSON)
-                ]
-    finally:
-        await client.close()
+    streams = (EVENTS_STREAM.name, JOBS_STREAM.name)
+    for stream, seq, message in await stored_messages(stack.settings.events_url, streams):
+        data = message.data or b""
+        stored = data + json.dumps(message.headers or {}).encode()
+        spared = message.subject == "file.deleted" and erasure_id.encode() in data
+        found += [
+            f"{stream}#{seq} has {needle}"
+            for needle in needles
+            if needle.encode() in stored and not (spared and needle != PERSON)
+        ]
     return found
 
 

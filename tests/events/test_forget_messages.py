@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 
-import nats
-import nats.js.errors
 import pytest
 from sqlalchemy import select
 
@@ -19,6 +17,7 @@ from media_service.events.nats import EVENTS_STREAM, JOBS_STREAM
 from media_service.events.scrub import forget_history
 
 from conftest import delete_stream
+from harness.nats import stored_messages
 
 BUSES = ["memory-sqlite", "memory-postgres", "nats"]
 # Terms with LIKE's wildcards and a non-ASCII letter; "era_1" is the spared string.
@@ -64,21 +63,11 @@ async def stored_ids(bus_kind: str, bus: EventBus, sessions: Sessions) -> set[st
         async with sessions() as session:
             return set((await session.execute(select(BusDelivery.msg_id))).scalars().all())
     assert bus.url.startswith("nats")
-    client = await nats.connect(bus.url.split("?", 1)[0])
-    found = set()
-    try:
-        js = client.jetstream()
-        for stream in (EVENTS_STREAM.name, JOBS_STREAM.name):
-            state = (await js.stream_info(stream)).state
-            for seq in range(state.first_seq, state.last_seq + 1):
-                try:
-                    message = await js.get_msg(stream, seq)
-                except nats.js.errors.NotFoundError:
-                    continue
-                found.add(str((message.headers or {}).get("Nats-Msg-Id")))
-    finally:
-        await client.close()
-    return found
+    streams = (EVENTS_STREAM.name, JOBS_STREAM.name)
+    return {
+        str((message.headers or {}).get("Nats-Msg-Id"))
+        for _, _, message in await stored_messages(bus.url, streams)
+    }
 
 
 async def test_every_bus_forgets_exactly_the_messages_that_mention_a_term(

