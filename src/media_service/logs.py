@@ -27,6 +27,11 @@ import structlog
 from media_service.config import Settings
 
 REDACTED = "[redacted]"
+# Keys whose values the logging set-up writes itself (never from a request).
+_WRITTEN_BY_US = frozenset({"timestamp", "level", "logger", "request_id"})
+MAX_TEXT = 4096  # longer strings are cut before they are redacted and written
+# Every text that could hold something to redact has one of these (a cheap first look).
+_MAYBE_SECRET = re.compile(r"[=?@:]|eyJ|bearer|basic", re.IGNORECASE)
 _MAX_DEPTH = 8  # nested values deeper than this are replaced whole
 
 _SECRET_KEYS = frozenset(
@@ -76,15 +81,18 @@ _SIGNED_PARAMETERS = (
     r"|x-amz-signature|x-amz-credential|x-amz-security-token|x-amz-expires|x-amz-date"
     r"|awsaccesskeyid"
 )
-_SIGNED_QUERY = re.compile(
-    rf"\?(?=[^\s\"'<>#]*?(?<![\w-])(?:{_SIGNED_PARAMETERS})=)[^\s\"'<>#]*", re.IGNORECASE
-)
+# Every regex here runs in time linear in the text (a log line is attacker-controlled: a
+# request path): a query is found from its "?" to the next space in one pass and only then
+# examined; a JWT is recognised among the runs of token characters; a password in a URL is
+# looked for only from each "://".
+_QUERY = re.compile(r"\?[^\s\"'<>#]*")
+_SIGNED_PARAMETER = re.compile(rf"(?:^|[?&;])(?:{_SIGNED_PARAMETERS})=", re.IGNORECASE)
 _SIGNED_PAIR = re.compile(
     rf"(?<![\w-])((?:{_SIGNED_PARAMETERS}|password|secret)=)[^&\s\"'<>#]+", re.IGNORECASE
 )
 _CREDENTIAL = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*):[^/\s@]+@", re.IGNORECASE)
+_TOKEN_RUN = re.compile(r"[A-Za-z0-9_.-]{16,}")
+_URL_PASSWORD = re.compile(r"://([^/\s:@]*):[^/\s@]+@")
 _COORDINATE = re.compile(
     r"(?i)\b(lat|latitude|lon|lng|longitude|gps\w*)([\"']?\s*[:=]\s*)"
     r"(\([^)]*\)|\[[^\]]*\]|-?\d+(?:\.\d+)?|\"[^\"]*\"|'[^']*')"
@@ -95,17 +103,35 @@ def redact(
     _logger: object, _method: str, event_dict: structlog.types.EventDict
 ) -> structlog.types.EventDict:
     """The structlog processor: secrets and coordinates out of every key and value."""
-    return {key: _redact_item(key, value, 0) for key, value in event_dict.items()}
+    return {
+        key: value if key in _WRITTEN_BY_US else _redact_item(key, value, 0)
+        for key, value in event_dict.items()
+    }
 
 
 def redact_text(text: str) -> str:
-    """``text`` without credentials, signed URLs' queries and coordinates."""
-    text = _SIGNED_QUERY.sub("?" + REDACTED, text)
+    """``text`` without credentials, signed URLs' queries and coordinates (cut to
+    :data:`MAX_TEXT` characters first: a log line is no place for a megabyte)."""
+    if len(text) > MAX_TEXT:
+        text = f"{text[:MAX_TEXT]}…[{len(text) - MAX_TEXT} more characters]"
+    if not _MAYBE_SECRET.search(text):
+        return text  # most values: names, ids, numbers in words
+    text = _QUERY.sub(_redact_query, text)
     text = _SIGNED_PAIR.sub(r"\1" + REDACTED, text)
     text = _CREDENTIAL.sub(r"\1 " + REDACTED, text)
-    text = _JWT.sub(REDACTED, text)
-    text = _URL_PASSWORD.sub(r"\1:" + REDACTED + "@", text)
+    text = _TOKEN_RUN.sub(_redact_jwt, text)
+    text = _URL_PASSWORD.sub(r"://\1:" + REDACTED + "@", text)
     return _COORDINATE.sub(r"\1\2" + REDACTED, text)
+
+
+def _redact_query(match: re.Match[str]) -> str:
+    query = match.group()
+    return "?" + REDACTED if _SIGNED_PARAMETER.search(query) else query
+
+
+def _redact_jwt(match: re.Match[str]) -> str:
+    token = match.group()
+    return REDACTED if token.startswith("eyJ") and token.count(".") >= 2 else token
 
 
 def is_sensitive_key(key: str) -> bool:

@@ -329,6 +329,20 @@ async def test_an_erased_students_audit_trail_stays_without_naming_them(
     assert len({row["file_id"] for row in rows}) == 1  # one file, still told apart
 
 
+async def test_an_admin_erased_later_is_no_longer_named_by_the_erasures_they_asked_for(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    await upload(client, person(stack), jpeg(7))
+    await erase(client, stack, PERSON)  # asked for by admin-era
+
+    second = await erase(client, stack, "admin-era")
+
+    assert await rows_naming(stack, ["admin-era"], second["erasure_id"]) == []
+    async with stack.state.sessions() as session:
+        asked = (await session.execute(select(Erasure.requested_by))).scalars().all()
+    assert sorted(asked) == [second["subject"]] * 2
+
+
 # -- resuming ------------------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from PIL import Image
 from media_service.auth.principal import Role
 from media_service.config import Settings
 from media_service.events import FileDeleted
-from media_service.logs import REDACTED, configure_logging, redact_text
+from media_service.logs import MAX_TEXT, REDACTED, configure_logging, redact_text
 
 from conftest import Stack
 from harness.service import BIN, ServiceProcess, service_env
@@ -204,3 +204,12 @@ def test_every_process_of_a_multi_process_server_logs_json(tmp_path: Path) -> No
 )
 def test_redaction_of_text(text: str, expected: str) -> None:
     assert redact_text(text) == expected
+
+
+@pytest.mark.parametrize("text", ["?" * 20_000, "eyJ-" * 5_000, "a." * 10_000 + "://x:y"])
+def test_a_huge_hostile_value_is_cut_before_it_is_redacted(text: str) -> None:
+    """A request path is attacker-controlled: it is cut to MAX_TEXT characters (and every
+    pattern runs in linear time; docs/operations.md)."""
+    redacted = redact_text(text)
+    assert len(redacted) <= MAX_TEXT + 40
+    assert redacted.endswith(f"…[{len(text) - MAX_TEXT} more characters]")

@@ -14,23 +14,27 @@ from media_service.db.uow import unit_of_work
 from media_service.events.bus import EventBus
 from media_service.events.models import BusDelivery, DeadLetterRecord, HandledEvent, OutboxMessage
 from media_service.events.nats import EVENTS_STREAM, JOBS_STREAM
-from media_service.events.scrub import forget_history
+from media_service.events.scrub import Mentions, forget_history
 
 from conftest import delete_stream
 from harness.nats import stored_messages
 
 BUSES = ["memory-sqlite", "memory-postgres", "nats"]
-# Terms with LIKE's wildcards and a non-ASCII letter; "era_1" is the spared string.
-TERMS = ["ana_%", "Zoë", "file_1"]
+# The person "zo_%ë" of org_a: LIKE's wildcards and a non-ASCII letter in their id. Their
+# file "file_1" counts anywhere; their user id only whole, next to their organization.
+MENTIONS = Mentions(ids=["file_1"], person="zo_%ë", organization_id="org_a", spare="era_1")
+ORG_A = {"organization_id": "org_a"}
 MESSAGES = {
-    "m-wildcards": ("file.uploaded", {"user_id": "ana_%"}),
-    "m-lookalike": ("file.uploaded", {"user_id": "anaX-y"}),  # only if _ and % were wild
-    "m-utf8": ("file.uploaded", {"user_id": "Zoë"}),
-    "m-spared": ("file.deleted", {"file_id": "file_1", "user_id": "era_1"}),
-    "m-unrelated": ("file.deleted", {"file_id": "file_2", "user_id": "era_1"}),
+    "m-person": ("file.uploaded", {"user_id": "zo_%ë", **ORG_A}),
+    "m-lookalike": ("file.uploaded", {"user_id": "zoXYë", **ORG_A}),  # if _ and % were wild
+    "m-longer-id": ("file.uploaded", {"user_id": "zo_%ë2", **ORG_A}),  # another person
+    "m-other-org": ("file.uploaded", {"user_id": "zo_%ë", "organization_id": "org_b"}),
+    "m-spared": ("file.deleted", {"file_id": "file_1", "user_id": "era_1", **ORG_A}),
+    "m-unrelated": ("file.deleted", {"file_id": "file_2", "user_id": "era_1", **ORG_A}),
     "m-job": ("jobs.test", {"payload": {"file_id": "file_1"}}),
+    "m-in-a-url": ("file.uploaded", {"cached_url": "/files/file_1/content", **ORG_A}),
 }
-FORGOTTEN = {"m-wildcards", "m-utf8", "m-ascii-escaped", "m-job"}
+FORGOTTEN = {"m-person", "m-ascii-escaped", "m-job", "m-in-a-url"}
 
 
 @pytest.fixture(params=BUSES)
@@ -54,7 +58,8 @@ def encoded() -> dict[str, tuple[str, bytes]]:
         msg_id: (subject, json.dumps(body, ensure_ascii=False).encode())
         for msg_id, (subject, body) in MESSAGES.items()
     }
-    messages["m-ascii-escaped"] = ("file.uploaded", json.dumps({"user_id": "Zoë!"}).encode())
+    ascii_only = json.dumps({"user_id": "zo_%ë", **ORG_A}).encode()  # "zo_%\\u00eb"
+    messages["m-ascii-escaped"] = ("file.uploaded", ascii_only)
     return messages
 
 
@@ -92,10 +97,10 @@ async def test_every_bus_forgets_exactly_the_messages_that_mention_a_term(
         await settled(bus, "c1")  # delivered and settled rows are forgotten too
     assert await stored_ids(bus_kind, bus, sessions) == set(messages)
 
-    assert await bus.forget_messages(TERMS, spare="era_1") == len(FORGOTTEN)
+    assert await bus.forget_messages(MENTIONS) == len(FORGOTTEN)
 
     assert await stored_ids(bus_kind, bus, sessions) == set(messages) - FORGOTTEN
-    assert await bus.forget_messages(TERMS, spare="era_1") == 0
+    assert await bus.forget_messages(MENTIONS) == 0
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
@@ -112,9 +117,11 @@ async def test_event_history_forgets_rows_that_mention_a_term(sessions: Sessions
             )  # fmt: skip
         session.add(HandledEvent(consumer="job_media_preprocess", event_id="preprocess-file_1"))
         session.add(HandledEvent(consumer="job_media_preprocess", event_id="preprocess-file_2"))
+        # A user id inside another id is no evidence of anything.
+        session.add(HandledEvent(consumer="job_media_x", event_id="x-zo_%ë-1"))
 
     async with unit_of_work(sessions) as session:
-        removed = await forget_history(session, TERMS, spare="era_1")
+        removed = await forget_history(session, MENTIONS)
 
     assert removed == 2 * len(FORGOTTEN) + 1
     kept = set(encoded()) - FORGOTTEN
@@ -123,4 +130,4 @@ async def test_event_history_forgets_rows_that_mention_a_term(sessions: Sessions
         letters = set((await session.execute(select(DeadLetterRecord.msg_id))).scalars().all())
         handled = set((await session.execute(select(HandledEvent.event_id))).scalars().all())
     assert outbox == kept and letters == kept
-    assert handled == {"preprocess-file_2"}
+    assert handled == {"preprocess-file_2", "x-zo_%ë-1"}

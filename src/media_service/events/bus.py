@@ -14,9 +14,12 @@ import asyncio
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import structlog
+
+if TYPE_CHECKING:
+    from media_service.events.scrub import Mentions
 
 log = structlog.get_logger(__name__)
 
@@ -148,11 +151,10 @@ class EventBus(Protocol):
         consumer lag and whether acknowledged writes are synced to disk."""
         ...
 
-    async def forget_messages(self, terms: Sequence[str], *, spare: str) -> int:
+    async def forget_messages(self, mentions: Mentions) -> int:
         """Delete every message the bus still stores (waiting, in flight or kept as
-        history) whose bytes mention any of ``terms``, except those that also contain
-        ``spare``; how many went (see :mod:`media_service.events.scrub`). For the
-        erasure of a person."""
+        history) that mentions a person; how many went (see
+        :mod:`media_service.events.scrub`). For the erasure of a person."""
         ...
 
     async def close(self) -> None:

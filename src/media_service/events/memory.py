@@ -43,7 +43,7 @@ from media_service.events.bus import (
     validate_subscription,
 )
 from media_service.events.models import BusConsumer, BusDelivery
-from media_service.events.scrub import chunks, mentions, spellings
+from media_service.events.scrub import Mentions
 from media_service.tasks import stop_gracefully
 
 log = structlog.get_logger(__name__)
@@ -129,19 +129,13 @@ class MemoryEventBus:
             raise BusUnavailable(f"in-process bus cannot read its state: {exc}") from exc
         return BusHealth(self.url, "in-process, stored in the database", lag)
 
-    async def forget_messages(self, terms: Sequence[str], *, spare: str) -> int:
-        """Delete the ``bus_deliveries`` rows (pending or settled) that mention ``terms``."""
-        spelled, spared = spellings(terms), spellings([spare])
-        payload = _DELIVERIES.c.payload
+    async def forget_messages(self, mentions_: Mentions) -> int:
+        """Delete the ``bus_deliveries`` rows (pending or settled) that mention the person."""
         total = 0
         async with unit_of_work(self._sessions) as session:
             dialect = session.get_bind().dialect.name
-            for part in chunks(spelled):
-                result = await session.execute(
-                    delete(_DELIVERIES).where(
-                        mentions(payload, part, dialect), ~mentions(payload, spared, dialect)
-                    )
-                )
+            for condition in mentions_.in_json(_DELIVERIES.c.payload, dialect):
+                result = await session.execute(delete(_DELIVERIES).where(condition))
                 total += int(result.rowcount)  # type: ignore[attr-defined]
         return total
 

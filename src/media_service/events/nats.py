@@ -53,7 +53,7 @@ from media_service.events.bus import (
     validate_subscription,
 )
 from media_service.events.nats_pull import MSG_ID_HEADER, PullConsumer
-from media_service.events.scrub import mentioned_in, spellings
+from media_service.events.scrub import Mentions
 
 log = structlog.get_logger(__name__)
 
@@ -270,16 +270,13 @@ class NatsEventBus:
         streams = ", ".join(spec.name for spec in self.options.streams)
         return BusHealth(self._redacted, f"JetStream streams {streams}", lag, synced, warnings)
 
-    async def forget_messages(self, terms: Sequence[str], *, spare: str) -> int:
+    async def forget_messages(self, mentions_: Mentions) -> int:
         """Read every message of every stream (events and jobs) and delete the ones whose
-        payload or headers mention ``terms``."""
-        spelled, spared = spellings(terms), spellings([spare])
-        if not spelled:
-            return 0
+        payload or headers mention the person."""
         js = self.jetstream()
         try:
             return sum(
-                [await _forget_in_stream(js, s.name, spelled, spared) for s in self.options.streams]
+                [await _forget_in_stream(js, s.name, mentions_) for s in self.options.streams]
             )
         except (nats.errors.Error, TimeoutError) as exc:
             raise BusUnavailable(f"cannot scan streams on {self._redacted}: {exc!r}") from exc
@@ -395,11 +392,9 @@ async def _ensure_stream(js: JetStreamContext, spec: StreamSpec) -> None:
         )
 
 
-async def _forget_in_stream(
-    js: JetStreamContext, stream: str, spelled: Sequence[str], spared: Sequence[str]
-) -> int:
-    """Delete the messages of ``stream`` that mention ``spelled`` and not ``spared``, up
-    to its last message when the scan began; how many."""
+async def _forget_in_stream(js: JetStreamContext, stream: str, mentions_: Mentions) -> int:
+    """Delete the messages of ``stream`` that mention the person, up to its last message
+    when the scan began; how many."""
     state = (await js.stream_info(stream)).state
     seq, deleted = state.first_seq, 0
     while seq <= state.last_seq:
@@ -408,8 +403,8 @@ async def _forget_in_stream(
         except nats.js.errors.NotFoundError:
             break
         headers = message.headers or {}
-        stored = (message.data or b"") + "".join(f"\n{k}: {v}" for k, v in headers.items()).encode()
-        if mentioned_in(stored, spelled) and not mentioned_in(stored, spared):
+        written = "".join(f"\n{k}: {v}" for k, v in headers.items()).encode()
+        if mentions_.found_in(message.data or b"", written):
             # A work-queue message may be consumed between the read and the delete.
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await js.delete_msg(stream, int(message.seq or seq))

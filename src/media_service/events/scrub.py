@@ -1,12 +1,19 @@
-"""Forgetting stored messages that mention something, for the erasure of a person.
+"""Forgetting stored messages that mention a person, for the erasure of a person.
 
 The event machinery keeps copies of what it carried: published ``outbox`` rows (for
 inspection), ``dead_letters`` (for operators), ``handled_events`` (ids that may embed a
 file id, such as ``preprocess-file_…``) and each bus's own store (the in-process bus's
-``bus_deliveries``, NATS streams). Every one is searched for *mentions*: exact substrings
-of the stored JSON. A message that also contains the *spare* string (the erasure's own id,
-carried by the ``file.deleted`` events it publishes) is kept: it must still reach its
-consumers, and says only that a file is gone.
+``bus_deliveries``, NATS streams). Each is searched for :class:`Mentions`:
+
+- the ids of what the person had (``file_…``, ``pl_…``, ``frame_…``): random and unique
+  everywhere, so any occurrence counts, also inside a longer string (a job id, a URL);
+- the person's user id: unique only inside an organization, and possibly a prefix of
+  another one (``u1`` of ``u12``), so it counts only as a whole JSON string (quotes
+  included) in a message that also names the organization as a whole JSON string.
+
+A message that also contains the *spare* string (the erasure's own id, carried by the
+``file.deleted`` events it publishes) is kept: it must still reach its consumers, and says
+only that a file is gone.
 
 Searches are ``LIKE`` on the payload as text, with ``%`` and ``_`` escaped, so they run the
 same on SQLite and PostgreSQL. A term is looked for in every spelling JSON may give it
@@ -18,10 +25,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import ColumnElement, LargeBinary, Table, Text, delete, false, func, or_
+from sqlalchemy import ColumnElement, LargeBinary, Table, Text, and_, delete, false, func, or_
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,6 +39,54 @@ TERMS_PER_STATEMENT = 50  # a LIKE per term: keep statements of a reasonable siz
 # Tables whose ``payload`` holds a message, and the handled-event records.
 _PAYLOAD_TABLES = (cast(Table, OutboxMessage.__table__), cast(Table, DeadLetterRecord.__table__))
 _HANDLED = cast(Table, HandledEvent.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class Mentions:
+    """What counts as mentioning one person (see the module's docstring)."""
+
+    ids: Sequence[str]
+    person: str
+    organization_id: str
+    spare: str
+
+    def found_in(self, data: bytes, headers: bytes = b"") -> bool:
+        """Whether a message (its JSON bytes, and its headers) mentions the person."""
+        if mentioned_in(data + headers, spellings([self.spare])):
+            return False
+        if mentioned_in(data + headers, spellings(self.ids)):
+            return True
+        return mentioned_in(data, quoted([self.person])) and mentioned_in(
+            data, quoted([self.organization_id])
+        )
+
+    def in_json(self, column: ColumnElement[Any], dialect: str) -> list[ColumnElement[bool]]:
+        """SQL conditions, one per statement to run (each of a reasonable size), that
+        together select the rows whose JSON ``column`` mentions the person."""
+        spared = ~mentions(column, spellings([self.spare]), dialect)
+        person = and_(
+            mentions(column, quoted([self.person]), dialect),
+            mentions(column, quoted([self.organization_id]), dialect),
+        )
+        conditions = [and_(person, spared)]
+        for part in chunks(spellings(self.ids)):
+            conditions.append(and_(mentions(column, part, dialect), spared))
+        return conditions
+
+    def in_ids(self, column: ColumnElement[Any], dialect: str) -> list[ColumnElement[bool]]:
+        """SQL conditions selecting the rows whose ``column`` (an id, not JSON) embeds one
+        of :attr:`ids` (a user id alone is no evidence: ``u1`` is in many ids)."""
+        return [mentions(column, part, dialect) for part in chunks(spellings(self.ids))]
+
+
+def quoted(terms: Iterable[str]) -> list[str]:
+    """Every way the terms can be written as whole JSON strings (quotes included)."""
+    found: dict[str, None] = {}
+    for term in terms:
+        if term:
+            found[json.dumps(term)] = None
+            found[orjson.dumps(term).decode()] = None
+    return list(found)
 
 
 def spellings(terms: Iterable[str]) -> list[str]:
@@ -69,27 +125,18 @@ def chunks(values: Sequence[str], size: int = TERMS_PER_STATEMENT) -> Iterator[S
         yield values[start : start + size]
 
 
-async def forget_history(session: AsyncSession, terms: Sequence[str], *, spare: str) -> int:
-    """Delete outbox rows, dead letters and handled-event records that mention any of
-    ``terms`` (except messages that also contain ``spare``), in the caller's transaction;
-    how many rows went."""
+async def forget_history(session: AsyncSession, mentions_: Mentions) -> int:
+    """Delete outbox rows, dead letters and handled-event records that mention the person,
+    in the caller's transaction; how many rows went."""
     dialect = session.get_bind().dialect.name
-    spelled = spellings(terms)
-    spared = spellings([spare])
     total = 0
-    for part in chunks(spelled):
-        for table in _PAYLOAD_TABLES:
-            payload = table.c.payload
-            result = await session.execute(
-                delete(table).where(
-                    mentions(payload, part, dialect), ~mentions(payload, spared, dialect)
-                )
-            )
+    for table in _PAYLOAD_TABLES:
+        for condition in mentions_.in_json(table.c.payload, dialect):
+            result = await session.execute(delete(table).where(condition))
             total += int(result.rowcount)  # type: ignore[attr-defined]
-        handled = await session.execute(
-            delete(_HANDLED).where(mentions(_HANDLED.c.event_id, part, dialect))
-        )
-        total += int(handled.rowcount)  # type: ignore[attr-defined]
+    for condition in mentions_.in_ids(_HANDLED.c.event_id, dialect):
+        result = await session.execute(delete(_HANDLED).where(condition))
+        total += int(result.rowcount)  # type: ignore[attr-defined]
     return total
 
 

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from media_service.db.base import utcnow
 from media_service.db.uow import unit_of_work
 from media_service.errors import NotFound
-from media_service.events.scrub import forget_history
+from media_service.events.scrub import Mentions, forget_history
 from media_service.frames import cache
 from media_service.frames.cache import CacheService
 from media_service.frames.schedules import ScheduleService
@@ -319,11 +319,16 @@ class ErasureRun:
     async def _events(self, subject: Subject) -> None:
         async with self.state.read_sessions() as session:
             items = await ErasureRepository(session).item_ids(subject.erasure_id)
-        terms = [subject.user_id, *items]
+        mentions = Mentions(
+            ids=items,
+            person=subject.user_id,
+            organization_id=subject.organization_id,
+            spare=subject.erasure_id,
+        )
         async with unit_of_work(self.state.sessions) as session:
-            rows = await forget_history(session, terms, spare=subject.erasure_id)
+            rows = await forget_history(session, mentions)
             await self._count(session, subject, "events", {"event_rows": rows})
         # After the outbox: a row deleted there can no longer be published meanwhile.
-        messages = await self.state.bus.forget_messages(terms, spare=subject.erasure_id)
+        messages = await self.state.bus.forget_messages(mentions)
         async with unit_of_work(self.state.sessions) as session:
             await self._count(session, subject, "events", {"stream_messages": messages})

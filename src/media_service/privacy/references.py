@@ -21,6 +21,7 @@ from media_service.frames.models import PhotoCache, RotationSchedule
 from media_service.media.models import IdempotencyKey, MediaFile
 from media_service.metadata.models import PhotoMetadata
 from media_service.preprocessing.models import MediaAnalysis, StoredRendition
+from media_service.privacy.models import Erasure
 from media_service.versions.models import PhotoVersion
 
 
@@ -35,6 +36,7 @@ PSEUDONYMISED: tuple[Column[Any], ...] = (
     _column(PhotoMetadata, "user_id"),  # a copy of the owner, for filters
     _column(RotationSchedule, "user_id"),  # schedules made on someone else's frame
     _column(PhotoCache, "user_id"),  # a copy of the frame's owner
+    _column(Erasure, "requested_by"),  # erasures of others an admin asked for
 )
 # Rows that go with a file (foreign keys with ON DELETE CASCADE), counted for the report.
 DERIVED: dict[str, Column[Any]] = {
