@@ -233,6 +233,13 @@ async def test_filters_pagination_access_and_no_secrets_in_rows(
     assert naive.status_code == 422
     nul = await client.get(AUDIT, headers=admin(stack), params={"owner_id": "s\x001"})
     assert nul.status_code == 422
+    for edge in (  # each overflows once moved to UTC: a 422, not a 500
+        {"since": "0001-01-01T00:00:00+01:00"},
+        {"until": "9999-12-31T23:59:59-01:00"},
+        {"since": "9999-12-31T23:59:59-14:00"},
+    ):
+        refused = await client.get(AUDIT, headers=admin(stack), params=edge)
+        assert refused.status_code == 422, (edge, refused.text)
 
     query = httpx.URL(signed.json()["url"]).params
     secrets = [token, query["sig"], "sig=", "exp=", "?", "http", "Bearer"]

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from media_service.audit.models import AuditAction, AuditResource
+from media_service.instants import Instant
 from media_service.media.models import OwnerType
 from media_service.media.schemas import OwnerId
 
@@ -26,16 +27,13 @@ class AuditFilters(BaseModel):
     file_id: OwnerId | None = None
     actor_id: OwnerId | None = None
     action: AuditAction | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: Instant | None = None
+    until: Instant | None = None
     limit: int = Field(default=50, ge=1, le=MAX_PAGE)
     cursor: Annotated[str | None, Field(max_length=64, pattern=r"^aud_[0-9a-z]{26}$")] = None
 
     @model_validator(mode="after")
     def _range(self) -> AuditFilters:
-        for value in (self.since, self.until):
-            if value is not None and value.tzinfo is None:
-                raise ValueError("dates must carry a time zone (e.g. 2026-01-01T00:00:00Z)")
         if self.since and self.until and self.since > self.until:
             raise ValueError("since is later than until")
         return self

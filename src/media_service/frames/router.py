@@ -3,11 +3,10 @@ concerns only."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import AfterValidator, AwareDatetime
 
 from media_service.db.base import utcnow
 from media_service.deps import PrincipalDep, SessionDep, StateDep
@@ -28,25 +27,14 @@ from media_service.frames.schemas import (
     ScheduleUpdate,
 )
 from media_service.frames.service import FrameService
+from media_service.instants import Instant
 from media_service.media.content import etag_matches
 
 frames = APIRouter(prefix="/api/v1/media/frames", tags=["frames"])
 schedules = APIRouter(prefix="/api/v1/media/schedules", tags=["schedules"])
 MAX_PHOTOS_SHOWN = 1000
-EARLIEST_AT = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST_AT = datetime(2200, 1, 1, tzinfo=UTC)
-
-
-def _sane_instant(value: datetime | None) -> datetime | None:
-    # Year 1 or 9999 overflows once moved into a time zone or a rotation slot is added.
-    if value is not None and not EARLIEST_AT <= value < LATEST_AT:
-        raise ValueError(f"must be between {EARLIEST_AT.year} and {LATEST_AT.year}")
-    return value
-
-
 At = Annotated[
-    AwareDatetime | None,
-    AfterValidator(_sane_instant),
+    Instant | None,
     Query(description="Evaluate at this instant instead of now (preview; 1970-2199)"),
 ]
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from media_service.instants import Instant
 from media_service.media.models import FileStatus, FileType, OwnerType
 
 # No control characters (C0, C1) and no invisible direction or zero-width marks: an owner
@@ -108,16 +109,13 @@ class ListFilters(BaseModel):
     owner_type: OwnerType | None = None
     file_type: FileType | None = None
     processed: bool | None = None
-    uploaded_after: datetime | None = None
-    uploaded_before: datetime | None = None
+    uploaded_after: Instant | None = None
+    uploaded_before: Instant | None = None
     limit: int = Field(default=50, ge=1, le=500)
     cursor: Annotated[str | None, Field(max_length=64)] = None
 
     @model_validator(mode="after")
     def _range(self) -> ListFilters:
-        for value in (self.uploaded_after, self.uploaded_before):
-            if value is not None and value.tzinfo is None:
-                raise ValueError("dates must carry a time zone (e.g. 2026-01-01T00:00:00Z)")
         if (
             self.uploaded_after
             and self.uploaded_before
