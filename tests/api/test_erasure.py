@@ -10,14 +10,16 @@ import asyncio
 import io
 import json
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from media_service.auth.principal import Principal, Role
+from media_service.db.base import utcnow
 from media_service.db.models import metadata
 from media_service.db.uow import unit_of_work
 from media_service.events.models import OutboxMessage
@@ -28,7 +30,8 @@ from media_service.preprocessing.sources import read_all
 from media_service.privacy.erasure import ErasureOptions, ErasureRun
 from media_service.privacy.models import Erasure, ErasureStatus
 from media_service.privacy.repository import ErasureRepository
-from media_service.privacy.service import ErasureService
+from media_service.privacy.service import STALLED_AFTER, ErasureService
+from media_service.versions.models import PhotoVersion
 
 from conftest import Stack
 from harness.nats import stored_messages
@@ -420,6 +423,30 @@ async def test_an_erasure_cut_short_finishes_when_run_again(
     assert await rows_naming(stack, [PERSON, *photos], erasure_id) == []
 
 
+async def test_two_runs_of_one_erasure_at_once_count_each_thing_once(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    """``erase --wait`` while a worker has the job, or a redelivery: both finish, and the
+    report counts what went, not what each run saw."""
+    photos = [await upload(client, person(stack), jpeg(seed)) for seed in range(4)]
+    for file_id in photos:
+        await processed(client, stack, file_id)
+    stored = [info.key async for info in stack.state.blobs.list("files/")]
+    async with stack.state.sessions() as session:
+        versions = await session.scalar(select(func.count()).select_from(PhotoVersion))
+    erasure_id = await queued_erasure(stack, PERSON)
+    options = ErasureOptions(batch_size=1, purge_wait=0)
+
+    await asyncio.gather(*(ErasureRun(stack.state, options).run(erasure_id) for _ in range(2)))
+
+    async with stack.state.sessions() as session:
+        done = await ErasureRepository(session).get(erasure_id)
+    assert done is not None and done.status is ErasureStatus.DONE
+    assert done.counts["files"] == 4 and done.counts["versions"] == versions
+    assert done.counts["objects"] == len(stored)
+    assert await person_files(client, stack) == []
+
+
 # -- requests ------------------------------------------------------------------------------
 
 
@@ -446,6 +473,20 @@ async def test_a_second_request_while_one_is_unfinished_returns_it(stack: Stack)
         )
     assert len(jobs) == 1 and jobs[0]["payload"]["erasure_id"] == ids[0]
     assert PERSON not in json.dumps(jobs[0])  # the job names the erasure, never the person
+
+    # Stalled (its job dead-lettered, say): asking again queues it once more.
+    async with unit_of_work(stack.state.sessions) as session:
+        stalled = await ErasureRepository(session).get(ids[0], for_update=True)
+        assert stalled is not None
+        stalled.updated_at = utcnow() - STALLED_AFTER - timedelta(seconds=1)
+    async with unit_of_work(stack.state.sessions) as session:
+        again = await ErasureService(session, stack.state).request(operator, PERSON)
+    assert again.erasure_id == ids[0]
+    async with stack.state.sessions() as session:
+        queued = await session.scalars(
+            select(OutboxMessage.id).where(OutboxMessage.subject == "jobs.media.erase-person")
+        )
+        assert len(queued.all()) == 2
 
 
 async def test_only_an_admin_or_the_person_may_erase(

@@ -392,6 +392,9 @@ async def _ensure_stream(js: JetStreamContext, spec: StreamSpec) -> None:
         )
 
 
+NO_MESSAGE_FOUND = 10057  # JetStream's error code when a message to delete is not there
+
+
 async def _forget_in_stream(js: JetStreamContext, stream: str, mentions_: Mentions) -> int:
     """Delete the messages of ``stream`` that mention the person, up to its last message
     when the scan began; how many."""
@@ -405,12 +408,23 @@ async def _forget_in_stream(js: JetStreamContext, stream: str, mentions_: Mentio
         headers = message.headers or {}
         written = "".join(f"\n{k}: {v}" for k, v in headers.items()).encode()
         if mentions_.found_in(message.data or b"", written):
-            # A work-queue message may be consumed between the read and the delete.
-            with contextlib.suppress(nats.js.errors.NotFoundError):
-                await js.delete_msg(stream, int(message.seq or seq))
-                deleted += 1
+            deleted += await _delete_message(js, stream, int(message.seq or seq))
         seq = int(message.seq or seq) + 1
     return deleted
+
+
+async def _delete_message(js: JetStreamContext, stream: str, seq: int) -> int:
+    """1 if this call deleted the message, 0 if it was gone already: a work-queue message
+    consumed between the read and the delete, or one another scan deleted first."""
+    try:
+        await js.delete_msg(stream, seq)
+    except nats.js.errors.NotFoundError:
+        return 0
+    except nats.js.errors.APIError as exc:
+        if exc.err_code != NO_MESSAGE_FOUND:
+            raise
+        return 0
+    return 1
 
 
 def _monitor_url(value: str | None) -> str | None:

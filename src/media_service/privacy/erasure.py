@@ -232,10 +232,11 @@ class ErasureRun:
                 raise RuntimeError(f"erasure {subject.erasure_id}: files could not be deleted")
             attempted.update(file.file_id for file in batch)
             # Listing stored objects talks to storage: not inside the transaction.
-            objects = sum([await self._stored_objects(file.file_id) for file in batch])
+            objects = {file.file_id: await self._stored_objects(file.file_id) for file in batch}
             async with unit_of_work(self.state.sessions) as session:
-                counts = await self._delete_files(session, subject, batch)
-                await self._count(session, subject, "files", counts | {"objects": objects})
+                counts, deleted = await self._delete_files(session, subject, batch)
+                counts["objects"] = sum(objects[file_id] for file_id in deleted)
+                await self._count(session, subject, "files", counts)
 
     async def _next_files(self, subject: Subject) -> list[MediaFile]:
         """Up to a batch of the person's files, whatever personal owner type."""
@@ -253,10 +254,13 @@ class ErasureRun:
 
     async def _delete_files(
         self, session: AsyncSession, subject: Subject, batch: list[MediaFile]
-    ) -> dict[str, int]:
+    ) -> tuple[dict[str, int], list[str]]:
+        """Delete the batch's files that still exist; the counts of what went with them,
+        and their ids. Their rows are locked first, so that a concurrent run of this
+        erasure (a job redelivered while ``erase --wait`` runs) counts each file once."""
         as_erasure = actor(subject.organization_id, subject.erasure_id)
-        ids = [file.file_id for file in batch]
         references = ReferenceRepository(session)
+        ids = await references.lock_files([file.file_id for file in batch])
         counts = await references.derived_counts(ids)
         media, playlists = self._media(session), PlaylistContent(session, self.state)
         deleted, entries = [], 0
@@ -270,11 +274,8 @@ class ErasureRun:
             deleted.append(file_id)
         keys = await references.delete_idempotency_keys(subject.organization_id, None, ids)
         await ErasureRepository(session).add_items(subject.erasure_id, "file", ids)
-        return counts | {
-            "files": len(deleted),
-            "playlist_entries": entries,
-            "idempotency_keys": keys,
-        }
+        counts |= {"files": len(deleted), "playlist_entries": entries, "idempotency_keys": keys}
+        return counts, deleted
 
     async def _stored_objects(self, file_id: str) -> int:
         return len([info async for info in self.state.blobs.list(file_folder(file_id))])

@@ -24,10 +24,13 @@ ENQUEUED = (ERASE_PERSON,)
 POLICY = DeliveryPolicy(max_deliver=10, backoff=(5.0, 30.0, 120.0, 600.0), handler_timeout=900.0)
 
 
-async def request_erasure(session: AsyncSession, erasure: Erasure) -> None:
-    """Enqueue the job that carries out ``erasure`` (leaves with the caller's commit)."""
+async def request_erasure(session: AsyncSession, erasure: Erasure, attempt: int = 0) -> None:
+    """Enqueue the job that carries out ``erasure`` (leaves with the caller's commit);
+    ``attempt`` tells a later job for the same erasure from the first (whose id the bus
+    and the workers remember as done or dead)."""
     payload = ErasePersonJob(erasure_id=erasure.erasure_id, organization_id=erasure.organization_id)
-    await enqueue(session, ERASE_PERSON, payload, job_id=f"erase-{erasure.erasure_id}")
+    job_id = f"erase-{erasure.erasure_id}" + (f"-{attempt}" if attempt else "")
+    await enqueue(session, ERASE_PERSON, payload, job_id=job_id)
 
 
 def privacy_jobs(state: ServiceState) -> list[JobHandler[Any]]:

@@ -54,6 +54,18 @@ class ReferenceRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
+    async def lock_files(self, file_ids: Sequence[str]) -> list[str]:
+        """Which of ``file_ids`` still exist, their rows locked until the transaction ends
+        (PostgreSQL: waits for a concurrent delete of them to commit, then leaves them out;
+        SQLite's write transactions are serial anyway)."""
+        if not file_ids:
+            return []
+        statement = (
+            select(MediaFile.file_id).where(MediaFile.file_id.in_(file_ids)).with_for_update()
+        )
+        found = set((await self.session.execute(statement)).scalars().all())
+        return [file_id for file_id in file_ids if file_id in found]
+
     async def derived_counts(self, file_ids: Sequence[str]) -> dict[str, int]:
         """How many rows of each kind go with ``file_ids`` when they are deleted."""
         counts = {}

@@ -7,6 +7,7 @@ Works inside the request's unit of work and never commits; the erasure itself is
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import structlog
 from pydantic import ValidationError
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.auth.principal import Principal
 from media_service.auth.secrets import load_or_create_secret
+from media_service.db.base import utcnow
 from media_service.errors import Conflict, NotFound, Unprocessable
 from media_service.ids import is_valid_id, new_id
 from media_service.privacy import policy
@@ -25,6 +27,8 @@ from media_service.privacy.schemas import USER_ID
 from media_service.state import ServiceState
 
 log = structlog.get_logger(__name__)
+# Longer than a run may go without committing a batch (the job's handler timeout).
+STALLED_AFTER = timedelta(minutes=20)
 
 
 class ErasureService:
@@ -46,6 +50,7 @@ class ErasureService:
         digest = await self.pseudonym(organization_id, user_id)
         running = await self.repository.unfinished(organization_id, digest)
         if running is not None:
+            await self._requeue_if_stalled(running)
             return running
         erasure = Erasure(
             erasure_id=new_id("era"),
@@ -64,6 +69,17 @@ class ErasureService:
         await request_erasure(self.session, erasure)
         log.info("erasure_requested", erasure_id=erasure.erasure_id)
         return erasure
+
+    async def _requeue_if_stalled(self, erasure: Erasure) -> None:
+        """An unfinished erasure that has not moved for a while lost its job (dead-lettered
+        after its last retry, or its queue was lost): queue it again. A run that is merely
+        slow meets the new one harmlessly (each file is counted by the run that deletes it)."""
+        now = utcnow()
+        if now - erasure.updated_at < STALLED_AFTER:
+            return
+        erasure.updated_at = now  # one new job per stalled period, however often asked
+        await request_erasure(self.session, erasure, attempt=int(now.timestamp()))
+        log.warning("erasure_requeued", erasure_id=erasure.erasure_id)
 
     async def report(self, principal: Principal, erasure_id: str) -> Erasure:
         """The erasure if ``principal`` may follow it; 404 otherwise."""
