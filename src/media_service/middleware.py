@@ -58,17 +58,24 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_headers)
         finally:
             seconds = time.perf_counter() - started
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED
             log.info(
                 "request",
                 method=scope["method"],
-                path=scope["path"],
+                path=logged_path(scope["path"], route),
                 status=status,
                 duration_ms=round(seconds * 1000, 2),
             )
             if self.on_request is not None:
-                route = getattr(scope.get("route"), "path", None) or UNMATCHED
                 self.on_request(scope["method"], route, status, seconds)
             structlog.contextvars.unbind_contextvars("request_id")
+
+
+def logged_path(path: str, route: str) -> str:
+    """The path a request line shows: the route's template where the path names a person
+    (``/users/{user_id}/…``: an erased person's id must not stay in the logs), else the path
+    itself (file and frame ids are what an operator looks for)."""
+    return route if "{user_id}" in route else path
 
 
 def _request_id(scope: Scope) -> str:

@@ -143,6 +143,24 @@ async def test_log_lines_carry_their_ids_and_no_secrets_or_coordinates(
     assert all(line.get("event_id") == again.event_id and line["consumer"] for line in skipped)
 
 
+async def test_request_lines_name_no_person_whose_id_is_in_the_path(
+    json_logs: io.StringIO, client: httpx.AsyncClient, stack: Stack
+) -> None:
+    """Logs outlive an erasure: /users/{user_id}/… is logged by its template."""
+    headers = stack.auth("admin-1", ORG, Role.ADMIN)
+    consent = await client.get("/api/v1/media/users/pupil-w4q/consent", headers=headers)
+    assert consent.status_code == 200, consent.text
+    exported = await client.get("/api/v1/media/users/pupil-w4q/export", headers=headers)
+    assert exported.status_code == 200
+    requests = [line for line in lines(json_logs) if line["event"] == "request"]
+    assert {line["path"] for line in requests} == {
+        "/api/v1/media/users/{user_id}/consent",
+        "/api/v1/media/users/{user_id}/export",
+    }
+    served = [line for line in lines(json_logs) if line.get("logger") != "httpx"]  # the test's
+    assert served and "pupil-w4q" not in orjson.dumps(served).decode()
+
+
 def test_every_process_of_a_multi_process_server_logs_json(tmp_path: Path) -> None:
     """``serve --workers 2`` serves from fresh interpreters: their lines are JSON and
     carry the request id too (as the single-process server's)."""

@@ -6,11 +6,12 @@ import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import case, delete, or_, select, update
+from sqlalchemy import and_, case, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.audit.models import AuditEvent
 from media_service.audit.schemas import AuditFilters
+from media_service.media.models import OwnerType
 
 
 class AuditRepository:
@@ -64,7 +65,14 @@ class AuditRepository:
                     (AuditEvent.actor_id == person_id, pseudonym), else_=AuditEvent.actor_id
                 ),
                 owner_id=case(
-                    (AuditEvent.owner_id == person_id, pseudonym), else_=AuditEvent.owner_id
+                    (
+                        and_(
+                            AuditEvent.owner_id == person_id,
+                            AuditEvent.owner_type != OwnerType.CLASS_SESSION,
+                        ),
+                        pseudonym,
+                    ),
+                    else_=AuditEvent.owner_id,
                 ),
             )
             .execution_options(synchronize_session=False)
@@ -77,7 +85,11 @@ class AuditRepository:
     ) -> None:
         """The ids of what the person owned are theirs too: each becomes a stable
         pseudonym, so the trail still tells one erased file from another."""
-        owned = (AuditEvent.organization_id == organization_id, AuditEvent.owner_id == person_id)
+        owned = (
+            AuditEvent.organization_id == organization_id,
+            AuditEvent.owner_id == person_id,
+            AuditEvent.owner_type != OwnerType.CLASS_SESSION,  # a class, not the person
+        )
         for column in (AuditEvent.file_id, AuditEvent.resource_id):
             values = await self.session.scalars(select(column).where(*owned).distinct())
             for value in values.all():

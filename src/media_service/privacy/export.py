@@ -129,7 +129,7 @@ class ExportService:
                 mode="json", exclude={"cleared"}
             ),
         }
-        log.info("person_export_prepared", user_id=user_id, files=len(files))
+        log.info("person_export_prepared", files=len(files))
         name = f"media-export-{sanitize_file_name(user_id, max_length=64)}-{now:%Y%m%d}.zip"
         return PersonExport(user_id, name, now, data, members)
 
@@ -252,7 +252,7 @@ async def archive_stream(export: PersonExport, blobs: BlobStore) -> AsyncIterato
         DATA_FILE, export.created_at, orjson.dumps(document, option=orjson.OPT_INDENT_2)
     )
     yield archive.finish()
-    log.info("person_exported", user_id=export.user_id, objects=len(export.members))
+    log.info("person_exported", objects=len(export.members))
 
 
 async def _prepended(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
