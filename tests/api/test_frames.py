@@ -142,6 +142,38 @@ async def test_a_frame_token_reads_only_its_own_frame(
     assert response.status_code == 403
 
 
+async def test_revoking_a_frames_tokens_locks_out_the_old_device_not_the_new(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    headers = owner(stack)
+    frame_id, other = await new_frame(client, headers), await new_frame(client, headers)
+
+    async def issued(frame: str) -> dict[str, str]:
+        response = await client.post(f"{FRAMES}/{frame}/token", headers=headers, json={})
+        assert response.status_code == 201, response.text
+        return {"Authorization": f"Bearer {response.json()['token']}"}
+
+    stolen, elsewhere = await issued(frame_id), await issued(other)
+    assert (await client.get(f"{FRAMES}/{frame_id}/feed", headers=stolen)).status_code == 200
+    # Neither the device itself nor another user may revoke; the owner may.
+    assert (await client.delete(f"{FRAMES}/{frame_id}/token", headers=stolen)).status_code == 403
+    stranger = owner(stack, "u2")
+    assert (await client.delete(f"{FRAMES}/{frame_id}/token", headers=stranger)).status_code == 404
+    assert (await client.delete(f"{FRAMES}/{frame_id}/token", headers=headers)).status_code == 204
+
+    for path in (
+        f"{FRAMES}/{frame_id}",
+        f"{FRAMES}/{frame_id}/feed",
+        f"{SCHEDULES}/frame/{frame_id}",
+    ):
+        refused = await client.get(path, headers=stolen)
+        assert refused.status_code == 404, path
+    assert (await client.get(FRAMES, headers=stolen)).json()["items"] == []
+    fresh = await issued(frame_id)
+    assert (await client.get(f"{FRAMES}/{frame_id}/feed", headers=fresh)).status_code == 200
+    assert (await client.get(f"{FRAMES}/{other}/feed", headers=elsewhere)).status_code == 200
+
+
 async def test_other_users_and_organizations_cannot_see_a_frame(
     client: httpx.AsyncClient, stack: Stack
 ) -> None:

@@ -25,6 +25,9 @@ async def test_minted_token_round_trips() -> None:
     principal = await tokens.verify(token)
     assert principal.subject == "alice" and principal.organization_id == "org1"
     assert principal.roles == {Role.TEACHER, Role.ADMIN} and principal.frame_id == "frame_1"
+    assert principal.frame_generation == 0
+    later = tokens.mint("f", "org1", [Role.FRAME], frame_id="frame_1", frame_generation=3)
+    assert (await tokens.verify(later)).frame_generation == 3
 
 
 @pytest.mark.parametrize(
@@ -36,6 +39,9 @@ async def test_minted_token_round_trips() -> None:
         ({"sub": "a"}, SECRET, "org"),
         ({"sub": "a", "org": "o", "roles": "admin"}, SECRET, "roles"),
         ({"sub": "a", "org": "o", "iss": "someone-else"}, SECRET, "invalid token"),
+        ({"sub": "a", "org": "o", "frame_gen": "1"}, SECRET, "frame_gen"),
+        ({"sub": "a", "org": "o", "frame_gen": -1}, SECRET, "frame_gen"),
+        ({"sub": "a", "org": "o", "frame_gen": True}, SECRET, "frame_gen"),
     ],
 )
 async def test_invalid_tokens_are_refused(

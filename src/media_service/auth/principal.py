@@ -23,6 +23,9 @@ class Principal:
     organization_id: str
     roles: frozenset[Role]
     frame_id: str | None = None
+    # Which of the frame's token generations a device token belongs to (revoking a
+    # frame's tokens moves the frame to the next one).
+    frame_generation: int = 0
 
     def has(self, *roles: Role) -> bool:
         """True when the principal holds any of ``roles``."""

@@ -44,6 +44,7 @@ class TokenService:
         *,
         ttl: timedelta = timedelta(days=30),
         frame_id: str | None = None,
+        frame_generation: int = 0,
     ) -> str:
         """A signed HS256 token for these claims."""
         if not self._secret:
@@ -59,6 +60,7 @@ class TokenService:
         }
         if frame_id:
             claims["frame_id"] = frame_id
+            claims["frame_gen"] = frame_generation
         if self._audience:
             claims["aud"] = self._audience
         return jwt.encode(claims, self._secret, algorithm="HS256")
@@ -105,11 +107,15 @@ def _principal_from_claims(claims: dict[str, Any]) -> Principal:
     known = {role.value for role in Role}
     roles = frozenset(Role(r) for r in raw_roles if r in known)
     frame_id = claims.get("frame_id")
+    generation = claims.get("frame_gen", 0)  # tokens from before revocation existed: 0
+    if not isinstance(generation, int) or isinstance(generation, bool) or generation < 0:
+        raise Unauthorized("token 'frame_gen' claim must be a whole number")
     return Principal(
         subject=subject,
         organization_id=org,
         roles=roles,
         frame_id=frame_id if isinstance(frame_id, str) else None,
+        frame_generation=generation,
     )
 
 

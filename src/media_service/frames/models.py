@@ -63,6 +63,8 @@ class Frame(Base):
     screen_height: Mapped[int] = mapped_column(Integer)
     orientation: Mapped[Orientation] = mapped_column(_enum(Orientation, "orientation", 16))
     last_seen_at: Mapped[datetime | None] = mapped_column()
+    # Device tokens carry the generation they were issued in; revoking bumps it.
+    token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -3,7 +3,8 @@
 - A frame belongs to the user who registered it, in their organization. Owners and admins
   change it; services read every frame of their organization.
 - A frame's own device token (role ``frame`` with its ``frame_id``) reads that frame, its
-  schedules, feed and cache, and nothing else.
+  schedules, feed and cache, and nothing else; until its owner revokes the frame's tokens
+  (each token carries the frame's token generation it was issued in).
 
 A frame the caller may not read is "not found", so ids cannot be probed; one they may read
 but not change answers 403.
@@ -25,8 +26,12 @@ def may_create(principal: Principal) -> bool:
 
 
 def is_device_of(principal: Principal, frame: Frame) -> bool:
-    """Whether ``principal`` is ``frame``'s own device token."""
-    return principal.has(Role.FRAME) and principal.frame_id == frame.frame_id
+    """Whether ``principal`` is one of ``frame``'s own device tokens, not revoked."""
+    return (
+        principal.has(Role.FRAME)
+        and principal.frame_id == frame.frame_id
+        and principal.frame_generation == frame.token_generation
+    )
 
 
 def may_read(principal: Principal, frame: Frame) -> bool:
@@ -54,7 +59,9 @@ def readable_clause(principal: Principal) -> ColumnElement[bool]:
     elif principal.has(*USER_ROLES):
         scope = Frame.user_id == principal.subject
     elif principal.has(Role.FRAME) and principal.frame_id:
-        scope = Frame.frame_id == principal.frame_id
+        scope = (Frame.frame_id == principal.frame_id) & (
+            Frame.token_generation == principal.frame_generation
+        )
     else:
         scope = false()
     return (Frame.organization_id == principal.organization_id) & scope

@@ -108,6 +108,16 @@ async def issue_frame_token(
     return await service.issue_token(principal, frame_id, ttl_days)
 
 
+@frames.delete("/{frame_id}/token", status_code=204, responses={403: {}, 404: {}})
+async def revoke_frame_tokens(
+    frame_id: str, principal: PrincipalDep, service: FramesDep
+) -> Response:
+    """Revoke every device token issued for this frame so far (a lost or stolen frame);
+    ``POST …/token`` issues a new one that works."""
+    await service.revoke_tokens(principal, frame_id)
+    return Response(status_code=204)
+
+
 # -- schedules -----------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.auth.principal import Principal, Role
@@ -16,6 +17,8 @@ from media_service.frames.repository import FrameRepository
 from media_service.frames.schemas import FrameCreate, FrameTokenOut, FrameUpdate
 from media_service.ids import is_valid_id, new_id
 from media_service.state import ServiceState
+
+log = structlog.get_logger(__name__)
 
 # last_seen_at is written at most this often per frame: a frame polls every few seconds.
 SEEN_RESOLUTION = timedelta(minutes=1)
@@ -97,9 +100,22 @@ class FrameService:
         frame = await self.writable(principal, frame_id)
         ttl = timedelta(days=ttl_days)
         token = self.state.tokens.mint(
-            frame.frame_id, frame.organization_id, [Role.FRAME], ttl=ttl, frame_id=frame.frame_id
+            frame.frame_id,
+            frame.organization_id,
+            [Role.FRAME],
+            ttl=ttl,
+            frame_id=frame.frame_id,
+            frame_generation=frame.token_generation,
         )
         return FrameTokenOut(frame_id=frame.frame_id, token=token, expires_at=_now() + ttl)
+
+    async def revoke_tokens(self, principal: Principal, frame_id: str) -> None:
+        """Every device token issued for the frame so far stops working (a lost or stolen
+        frame); tokens issued afterwards work."""
+        frame = await self.writable(principal, frame_id)
+        frame.token_generation += 1
+        frame.updated_at = _now()
+        log.info("frame_tokens_revoked", frame_id=frame.frame_id)
 
     async def seen(self, principal: Principal, frame: Frame) -> None:
         """Note that the frame's own device asked for something just now."""
