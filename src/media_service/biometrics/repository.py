@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import delete, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.biometrics.models import BiometricConsent
+from media_service.db.uow import insert_unless_conflict
 
 
 class ConsentRepository:
@@ -25,12 +25,7 @@ class ConsentRepository:
 
     async def add(self, row: BiometricConsent) -> bool:
         """Insert ``row``; False (nothing inserted) when a concurrent request did first."""
-        try:
-            async with self.session.begin_nested():
-                self.session.add(row)
-        except IntegrityError:
-            return False
-        return True
+        return await insert_unless_conflict(self.session, row)
 
     async def delete_person(self, organization_id: str, owner_id: str) -> int:
         """Remove the person's own row; how many rows went (0 or 1)."""

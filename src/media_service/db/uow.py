@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 Hook = Callable[[], Awaitable[None]]
@@ -55,3 +56,14 @@ async def _run_hooks(session: AsyncSession, name: str) -> None:
             # A failed hook must not turn a committed change into an error response; what
             # it left behind (an orphan blob) is found and removed by `media-service gc`.
             log.warning("uow_hook_failed", hook=name, exc_info=True)
+
+
+async def insert_unless_conflict(session: AsyncSession, *rows: object) -> bool:
+    """Insert ``rows`` in a savepoint; False (nothing inserted, the transaction goes on)
+    when a unique constraint says another transaction inserted them first."""
+    try:
+        async with session.begin_nested():
+            session.add_all(rows)
+    except IntegrityError:
+        return False
+    return True

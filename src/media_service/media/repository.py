@@ -6,9 +6,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Select, delete, false, or_, select, true
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from media_service.db.uow import insert_unless_conflict
 from media_service.media.models import IdempotencyKey, MediaFile
 from media_service.media.policy import Visibility
 from media_service.media.schemas import ListFilters
@@ -97,12 +97,7 @@ class MediaFileRepository:
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def _insert(self, row: MediaFile | IdempotencyKey) -> bool:
-        try:
-            async with self.session.begin_nested():
-                self.session.add(row)
-        except IntegrityError:
-            return False
-        return True
+        return await insert_unless_conflict(self.session, row)
 
 
 def visible_clause(visibility: Visibility) -> ColumnElement[bool]:

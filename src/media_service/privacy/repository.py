@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.db.base import utcnow
+from media_service.db.uow import insert_unless_conflict
 from media_service.privacy.models import Erasure, ErasureItem, ErasureStatus
 
 MAX_LISTED = 100
@@ -24,12 +24,7 @@ class ErasureRepository:
     async def add(self, erasure: Erasure) -> bool:
         """Insert ``erasure``; False (nothing inserted) when the person already has an
         unfinished one (the partial unique index)."""
-        try:
-            async with self.session.begin_nested():
-                self.session.add(erasure)
-        except IntegrityError:
-            return False
-        return True
+        return await insert_unless_conflict(self.session, erasure)
 
     async def get(self, erasure_id: str, *, for_update: bool = False) -> Erasure | None:
         return await self.session.get(Erasure, erasure_id, with_for_update=for_update)

@@ -6,9 +6,9 @@ import builtins
 from collections.abc import Sequence
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from media_service.db.uow import insert_unless_conflict
 from media_service.media.models import MediaFile
 from media_service.versions.models import PhotoVersion, PhotoVersionCounter, VersionType
 
@@ -80,13 +80,8 @@ class VersionRepository:
         """Insert the photo's original and start its counter; False (nothing inserted)
         when another transaction made them first."""
         assert original.version_type is VersionType.ORIGINAL and original.version_number == 1
-        try:
-            async with self.session.begin_nested():
-                self.session.add(original)
-                self.session.add(PhotoVersionCounter(photo_id=original.photo_id, last_number=1))
-        except IntegrityError:
-            return False
-        return True
+        counter = PhotoVersionCounter(photo_id=original.photo_id, last_number=1)
+        return await insert_unless_conflict(self.session, original, counter)
 
     async def next_number(self, photo_id: str) -> int:
         """Take the next version number of the photo (the counter row is locked until the
