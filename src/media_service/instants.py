@@ -18,11 +18,7 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
 def sane_instant(value: datetime) -> datetime:
     """``value`` if it lies in [1970, 2200); a validation error otherwise."""
-    try:
-        inside = EARLIEST <= value < LATEST
-    except OverflowError:  # comparing converts to UTC, which can overflow too
-        inside = False
-    if not inside:
+    if not EARLIEST <= value < LATEST:
         raise ValueError(f"must be between {EARLIEST.year} and {LATEST.year - 1}")
     return value
 

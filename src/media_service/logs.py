@@ -29,7 +29,9 @@ from media_service.config import Settings
 REDACTED = "[redacted]"
 # Keys whose values the logging set-up writes itself (never from a request).
 _WRITTEN_BY_US = frozenset({"timestamp", "level", "logger", "request_id"})
-MAX_TEXT = 4096  # longer strings are cut before they are redacted and written
+MAX_TEXT = 4096  # longer strings are cut (after they are redacted) before they are written
+MAX_TRACEBACK = 16384  # a traceback keeps its end: the exception's message is the last line
+_MAX_SCANNED = 65536  # what redaction reads at the most (the rest is cut anyway)
 # Every text that could hold something to redact has one of these (a cheap first look).
 _MAYBE_SECRET = re.compile(r"[=?@:]|eyJ|bearer|basic", re.IGNORECASE)
 _MAX_DEPTH = 8  # nested values deeper than this are replaced whole
@@ -95,7 +97,7 @@ _TOKEN_RUN = re.compile(r"[A-Za-z0-9_.-]{16,}")
 _URL_PASSWORD = re.compile(r"://([^/\s:@]*):[^/\s@]+@")
 _COORDINATE = re.compile(
     r"(?i)\b(lat|latitude|lon|lng|longitude|gps\w*)([\"']?\s*[:=]\s*)"
-    r"(\([^)]*\)|\[[^\]]*\]|-?\d+(?:\.\d+)?|\"[^\"]*\"|'[^']*')"
+    r"(\([^)]{0,64}\)|\[[^\]]{0,64}\]|-?\d+(?:\.\d+)?|\"[^\"]{0,64}\"|'[^']{0,64}')"
 )
 
 
@@ -103,17 +105,34 @@ def redact(
     _logger: object, _method: str, event_dict: structlog.types.EventDict
 ) -> structlog.types.EventDict:
     """The structlog processor: secrets and coordinates out of every key and value."""
-    return {
-        key: value if key in _WRITTEN_BY_US else _redact_item(key, value, 0)
-        for key, value in event_dict.items()
-    }
+    return {key: _redact_entry(key, value) for key, value in event_dict.items()}
+
+
+def _redact_entry(key: str, value: Any) -> Any:
+    if key in _WRITTEN_BY_US:
+        return value
+    if key == "exception" and isinstance(value, str):  # a rendered traceback: keep its end
+        return _cut(_redact(value[-_MAX_SCANNED:]), MAX_TRACEBACK, end=True, total=len(value))
+    return _redact_item(key, value, 0)
 
 
 def redact_text(text: str) -> str:
-    """``text`` without credentials, signed URLs' queries and coordinates (cut to
-    :data:`MAX_TEXT` characters first: a log line is no place for a megabyte)."""
-    if len(text) > MAX_TEXT:
-        text = f"{text[:MAX_TEXT]}…[{len(text) - MAX_TEXT} more characters]"
+    """``text`` without credentials, signed URLs' queries and coordinates, cut to
+    :data:`MAX_TEXT` characters afterwards (a log line is no place for a megabyte; cutting
+    first could split a secret so that no pattern sees it)."""
+    return _cut(_redact(text[:_MAX_SCANNED]), MAX_TEXT, total=len(text))
+
+
+def _cut(text: str, limit: int, *, end: bool = False, total: int | None = None) -> str:
+    total = len(text) if total is None else total
+    if total <= limit and len(text) <= limit:
+        return text
+    if end:
+        return f"[{total - limit} characters before]…{text[-limit:]}"
+    return f"{text[:limit]}…[{total - limit} more characters]"
+
+
+def _redact(text: str) -> str:
     if not _MAYBE_SECRET.search(text):
         return text  # most values: names, ids, numbers in words
     text = _QUERY.sub(_redact_query, text)
@@ -130,8 +149,10 @@ def _redact_query(match: re.Match[str]) -> str:
 
 
 def _redact_jwt(match: re.Match[str]) -> str:
+    # A JWT may follow other token characters ("x-eyJ…", "token.eyJ…"): from its start on.
     token = match.group()
-    return REDACTED if token.startswith("eyJ") and token.count(".") >= 2 else token
+    start = token.find("eyJ")
+    return token[:start] + REDACTED if start >= 0 and token.count(".", start) >= 2 else token
 
 
 def is_sensitive_key(key: str) -> bool:

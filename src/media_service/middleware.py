@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -71,11 +72,17 @@ class RequestContextMiddleware:
             structlog.contextvars.unbind_contextvars("request_id")
 
 
+_PERSON_SEGMENT = re.compile(r"(/users/)[^/]+")
+
+
 def logged_path(path: str, route: str) -> str:
     """The path a request line shows: the route's template where the path names a person
     (``/users/{user_id}/…``: an erased person's id must not stay in the logs), else the path
     itself (file and frame ids are what an operator looks for)."""
-    return route if "{user_id}" in route else path
+    if "{user_id}" in route:
+        return route
+    # Unmatched (a 404, a wrong method): the same rule for whatever follows /users/.
+    return _PERSON_SEGMENT.sub(r"\1{user_id}", path) if "/users/" in path else path
 
 
 def _request_id(scope: Scope) -> str:

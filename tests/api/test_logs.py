@@ -23,7 +23,14 @@ from PIL import Image
 from media_service.auth.principal import Role
 from media_service.config import Settings
 from media_service.events import FileDeleted
-from media_service.logs import MAX_TEXT, REDACTED, configure_logging, redact_text
+from media_service.logs import (
+    MAX_TEXT,
+    MAX_TRACEBACK,
+    REDACTED,
+    configure_logging,
+    redact,
+    redact_text,
+)
 
 from conftest import Stack
 from harness.service import BIN, ServiceProcess, service_env
@@ -152,10 +159,13 @@ async def test_request_lines_name_no_person_whose_id_is_in_the_path(
     assert consent.status_code == 200, consent.text
     exported = await client.get("/api/v1/media/users/pupil-w4q/export", headers=headers)
     assert exported.status_code == 200
+    unknown = await client.get("/api/v1/media/users/pupil-w4q/nothing", headers=headers)
+    assert unknown.status_code == 404
     requests = [line for line in lines(json_logs) if line["event"] == "request"]
     assert {line["path"] for line in requests} == {
         "/api/v1/media/users/{user_id}/consent",
         "/api/v1/media/users/{user_id}/export",
+        "/api/v1/media/users/{user_id}/nothing",
     }
     served = [line for line in lines(json_logs) if line.get("logger") != "httpx"]  # the test's
     assert served and "pupil-w4q" not in orjson.dumps(served).decode()
@@ -218,6 +228,11 @@ def test_every_process_of_a_multi_process_server_logs_json(tmp_path: Path) -> No
         ),
         ("GPSLatitude=(52.0, 30.0, 58.68) ok", "GPSLatitude=[redacted] ok"),
         ("latency: 5 ms, translated: 3", "latency: 5 ms, translated: 3"),
+        (
+            "x-eyJhbGciOi.eyJzdWIi.c2ln and token.eyJhbGciOi.eyJzdWIi.c2ln",
+            "x-[redacted] and token.[redacted]",
+        ),
+        ("lat:(52.1, 13.4) and gps=[1, 2]", "lat:[redacted] and gps=[redacted]"),
     ],
 )
 def test_redaction_of_text(text: str, expected: str) -> None:
@@ -231,3 +246,13 @@ def test_a_huge_hostile_value_is_cut_before_it_is_redacted(text: str) -> None:
     redacted = redact_text(text)
     assert len(redacted) <= MAX_TEXT + 40
     assert redacted.endswith(f"…[{len(text) - MAX_TEXT} more characters]")
+
+
+def test_a_secret_across_the_cut_is_redacted_and_a_traceback_keeps_its_end() -> None:
+    straddling = "x" * (MAX_TEXT - 20) + " postgresql://app:hunter2-very-secret@db/media"
+    assert "hunter2" not in redact_text(straddling)
+    frames = "".join(f'  File "m.py", line {n}, in f{n}\n    f{n + 1}()\n' for n in range(400))
+    traceback = f"Traceback (most recent call last):\n{frames}ValueError: bad sig=abc123"
+    assert len(traceback) > MAX_TRACEBACK
+    logged = redact(None, "error", {"event": "boom", "exception": traceback})["exception"]
+    assert logged.endswith("ValueError: bad sig=[redacted]") and len(logged) < MAX_TRACEBACK + 64

@@ -33,8 +33,14 @@ MESSAGES = {
     "m-unrelated": ("file.deleted", {"file_id": "file_2", "user_id": "era_1", **ORG_A}),
     "m-job": ("jobs.test", {"payload": {"file_id": "file_1"}}),
     "m-in-a-url": ("file.uploaded", {"cached_url": "/files/file_1/content", **ORG_A}),
-}
-FORGOTTEN = {"m-person", "m-ascii-escaped", "m-job", "m-in-a-url"}
+    "m-owner": ("file.uploaded", {"user_id": "t1", "owner_id": "zo_%ë", **ORG_A}),
+    "m-no-org": ("file.uploaded", {"user_id": "zo_%ë"}),  # a malformed one: theirs, likely
+    # The same string as a class session's id, or as a label: not the person.
+    "m-class": ("file.uploaded", {"user_id": "t1", "owner_type": "ClassSession",
+                                  "owner_id": "zo_%ë", **ORG_A}),
+    "m-label": ("file.uploaded", {"user_id": "t1", "ai_labels": ["zo_%ë"], **ORG_A}),
+}  # fmt: skip
+FORGOTTEN = {"m-person", "m-ascii-escaped", "m-job", "m-in-a-url", "m-owner", "m-no-org"}
 
 
 @pytest.fixture(params=BUSES)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.audit.models import AuditEvent
 from media_service.audit.schemas import AuditFilters
-from media_service.media.models import OwnerType
+from media_service.media.models import PERSONAL_OWNER_TYPES
 
 
 class AuditRepository:
@@ -54,26 +54,20 @@ class AuditRepository:
         pseudonym of each of their files' ids (and versions' ids) in the rows about those
         files; how many rows changed."""
         await self._replace_owned_ids(organization_id, person_id, pseudonym)
+        owns = and_(
+            AuditEvent.owner_id == person_id, AuditEvent.owner_type.in_(PERSONAL_OWNER_TYPES)
+        )
         statement = (
             update(AuditEvent)
             .where(
                 AuditEvent.organization_id == organization_id,
-                or_(AuditEvent.actor_id == person_id, AuditEvent.owner_id == person_id),
+                or_(AuditEvent.actor_id == person_id, owns),
             )
             .values(
                 actor_id=case(
                     (AuditEvent.actor_id == person_id, pseudonym), else_=AuditEvent.actor_id
                 ),
-                owner_id=case(
-                    (
-                        and_(
-                            AuditEvent.owner_id == person_id,
-                            AuditEvent.owner_type != OwnerType.CLASS_SESSION,
-                        ),
-                        pseudonym,
-                    ),
-                    else_=AuditEvent.owner_id,
-                ),
+                owner_id=case((owns, pseudonym), else_=AuditEvent.owner_id),
             )
             .execution_options(synchronize_session=False)
         )
@@ -88,7 +82,7 @@ class AuditRepository:
         owned = (
             AuditEvent.organization_id == organization_id,
             AuditEvent.owner_id == person_id,
-            AuditEvent.owner_type != OwnerType.CLASS_SESSION,  # a class, not the person
+            AuditEvent.owner_type.in_(PERSONAL_OWNER_TYPES),
         )
         for column in (AuditEvent.file_id, AuditEvent.resource_id):
             values = await self.session.scalars(select(column).where(*owned).distinct())

@@ -7,9 +7,11 @@ file id, such as ``preprocess-file_…``) and each bus's own store (the in-proce
 
 - the ids of what the person had (``file_…``, ``pl_…``, ``frame_…``): random and unique
   everywhere, so any occurrence counts, also inside a longer string (a job id, a URL);
-- the person's user id: unique only inside an organization, and possibly a prefix of
-  another one (``u1`` of ``u12``), so it counts only as a whole JSON string (quotes
-  included) in a message that also names the organization as a whole JSON string.
+- the person's user id: unique only inside an organization, possibly a prefix of another
+  one (``u1`` of ``u12``), and possibly also a label or a class session's id, so it counts
+  only as the whole value of a key that names a person (``"user_id": "u1"``, or
+  ``"owner_id"`` unless the owner is a class session) in a message that names the
+  person's organization, or names none (a malformed message kept as a dead letter).
 
 A message that also contains the *spare* string (the erasure's own id, carried by the
 ``file.deleted`` events it publishes) is kept: it must still reach its consumers, and says
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 import orjson
@@ -41,42 +42,72 @@ _PAYLOAD_TABLES = (cast(Table, OutboxMessage.__table__), cast(Table, DeadLetterR
 _HANDLED = cast(Table, HandledEvent.__table__)
 
 
-@dataclass(frozen=True, slots=True)
-class Mentions:
-    """What counts as mentioning one person (see the module's docstring)."""
+ORGANIZATION_KEY = '"organization_id"'
+# A class session is not a person: its owner_id may equal a user's id.
+CLASS_SESSION = '"ClassSession"'
 
-    ids: Sequence[str]
-    person: str
-    organization_id: str
-    spare: str
+
+class Mentions:
+    """What counts as mentioning one person (see the module's docstring); the spellings
+    are worked out once, since a scan checks every stored message against them."""
+
+    def __init__(
+        self, *, ids: Sequence[str], person: str, organization_id: str, spare: str
+    ) -> None:
+        self.ids = list(ids)
+        self.person = person
+        self.organization_id = organization_id
+        self.spare = spare
+        self._ids = spellings(ids)
+        self._spare = spellings([spare])
+        self._as_user = _as_value_of("user_id", person)  # the actor of an event
+        self._as_owner = _as_value_of("owner_id", person)
+        self._organization = quoted([organization_id])
 
     def found_in(self, data: bytes, headers: bytes = b"") -> bool:
         """Whether a message (its JSON bytes, and its headers) mentions the person."""
-        if mentioned_in(data + headers, spellings([self.spare])):
+        if mentioned_in(data + headers, self._spare):
             return False
-        if mentioned_in(data + headers, spellings(self.ids)):
+        if mentioned_in(data + headers, self._ids):
             return True
-        return mentioned_in(data, quoted([self.person])) and mentioned_in(
-            data, quoted([self.organization_id])
+        named = mentioned_in(data, self._as_user) or (
+            mentioned_in(data, self._as_owner) and not mentioned_in(data, [CLASS_SESSION])
+        )
+        return named and (
+            mentioned_in(data, self._organization) or not mentioned_in(data, [ORGANIZATION_KEY])
         )
 
     def in_json(self, column: ColumnElement[Any], dialect: str) -> list[ColumnElement[bool]]:
         """SQL conditions, one per statement to run (each of a reasonable size), that
         together select the rows whose JSON ``column`` mentions the person."""
-        spared = ~mentions(column, spellings([self.spare]), dialect)
-        person = and_(
-            mentions(column, quoted([self.person]), dialect),
-            mentions(column, quoted([self.organization_id]), dialect),
+        spared = ~mentions(column, self._spare, dialect)
+        organization = or_(
+            mentions(column, self._organization, dialect),
+            ~mentions(column, [ORGANIZATION_KEY], dialect),
         )
+        named = or_(
+            mentions(column, self._as_user, dialect),
+            and_(
+                mentions(column, self._as_owner, dialect),
+                ~mentions(column, [CLASS_SESSION], dialect),
+            ),
+        )
+        person = and_(named, organization)
         conditions = [and_(person, spared)]
-        for part in chunks(spellings(self.ids)):
+        for part in chunks(self._ids):
             conditions.append(and_(mentions(column, part, dialect), spared))
         return conditions
 
     def in_ids(self, column: ColumnElement[Any], dialect: str) -> list[ColumnElement[bool]]:
         """SQL conditions selecting the rows whose ``column`` (an id, not JSON) embeds one
         of :attr:`ids` (a user id alone is no evidence: ``u1`` is in many ids)."""
-        return [mentions(column, part, dialect) for part in chunks(spellings(self.ids))]
+        return [mentions(column, part, dialect) for part in chunks(self._ids)]
+
+
+def _as_value_of(key: str, value: str) -> list[str]:
+    """``"key": "value"`` in every spelling (orjson writes no space; json.dumps and
+    PostgreSQL's JSONB one)."""
+    return [f'"{key}":{gap}{spelled}' for gap in ("", " ") for spelled in quoted([value])]
 
 
 def quoted(terms: Iterable[str]) -> list[str]:

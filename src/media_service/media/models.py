@@ -21,6 +21,11 @@ class OwnerType(enum.StrEnum):
     USER = "User"
 
 
+# Owner types whose owner_id is a person (a class session is not one, even when its id
+# equals a user's): what a person's erasure and export cover.
+PERSONAL_OWNER_TYPES = tuple(t for t in OwnerType if t is not OwnerType.CLASS_SESSION)
+
+
 class FileType(enum.StrEnum):
     IMAGE = "Image"
     VIDEO = "Video"

@@ -39,7 +39,7 @@ from media_service.frames.cache import CacheService
 from media_service.frames.schedules import ScheduleService
 from media_service.frames.service import FrameService
 from media_service.media.consumers import delete_folder
-from media_service.media.models import MediaFile, OwnerType
+from media_service.media.models import PERSONAL_OWNER_TYPES, MediaFile
 from media_service.media.schemas import ListFilters
 from media_service.media.service import MediaService
 from media_service.media.storage_keys import file_folder
@@ -49,15 +49,18 @@ from media_service.playlists.service import PlaylistService
 from media_service.privacy.forgetters import FORGETTERS, Forgetter
 from media_service.privacy.models import Erasure, ErasureStatus
 from media_service.privacy.policy import actor, seen_as
-from media_service.privacy.references import ReferenceRepository
+from media_service.privacy.references import (
+    FILE_KEY,
+    FRAME_KEY,
+    PLAYLIST_KEY,
+    ReferenceRepository,
+)
 from media_service.privacy.repository import ErasureRepository
 from media_service.state import ServiceState
 
 log = structlog.get_logger(__name__)
 
 STEPS = ("playlists", "frames", "files", "references", "objects", "events")
-# A class session is not a person: its files stay even if its id equals a user's.
-PERSONAL_OWNER_TYPES = tuple(t for t in OwnerType if t is not OwnerType.CLASS_SESSION)
 Progress = Callable[[str, Mapping[str, int]], None]
 
 
@@ -176,6 +179,10 @@ class ErasureRun:
                     self.options.batch_size,
                 )
                 theirs = [p for p in page.items if p.user_id == subject.user_id]
+                present = await ReferenceRepository(session).lock_existing(
+                    PLAYLIST_KEY, [p.playlist_id for p in theirs]
+                )
+                theirs = [p for p in theirs if p.playlist_id in present]
                 deleted = [p for p in theirs if await self._delete_playlist(service, subject, p)]
                 ids = [p.playlist_id for p in deleted]
                 await ErasureRepository(session).add_items(subject.erasure_id, "playlist", ids)
@@ -204,9 +211,13 @@ class ErasureRun:
         while True:
             async with unit_of_work(self.state.sessions) as session:
                 frames = FrameService(session, self.state)
-                batch = (await frames.list_frames(owner))[: self.options.batch_size]
-                if not batch:
+                listed = (await frames.list_frames(owner))[: self.options.batch_size]
+                if not listed:
                     return
+                present = await ReferenceRepository(session).lock_existing(
+                    FRAME_KEY, [frame.frame_id for frame in listed]
+                )
+                batch = [frame for frame in listed if frame.frame_id in present]
                 counts = {"frames": len(batch), "schedules": 0, "cache_entries": 0}
                 for frame in batch:
                     schedules = await ScheduleService(session, self.state).for_frame(
@@ -260,7 +271,7 @@ class ErasureRun:
         erasure (a job redelivered while ``erase --wait`` runs) counts each file once."""
         as_erasure = actor(subject.organization_id, subject.erasure_id)
         references = ReferenceRepository(session)
-        ids = await references.lock_files([file.file_id for file in batch])
+        ids = await references.lock_existing(FILE_KEY, [file.file_id for file in batch])
         counts = await references.derived_counts(ids)
         media, playlists = self._media(session), PlaylistContent(session, self.state)
         deleted, entries = [], 0

@@ -39,7 +39,7 @@ from media_service.frames.cache_schemas import CacheOut
 from media_service.frames.schemas import FrameOut, ScheduleOut
 from media_service.frames.service import FrameService
 from media_service.media.filenames import sanitize_file_name
-from media_service.media.models import FileType, MediaFile, OwnerType
+from media_service.media.models import PERSONAL_OWNER_TYPES, FileType, MediaFile
 from media_service.media.schemas import MediaFileOut, OwnerId
 from media_service.media.service import MediaService
 from media_service.metadata.schemas import MetadataOut
@@ -57,7 +57,6 @@ log = structlog.get_logger(__name__)
 
 DATA_FILE = "data.json"
 FORMAT = "media-service-export/1"
-PERSONAL_OWNER_TYPES = frozenset(OwnerType) - {OwnerType.CLASS_SESSION}
 _USER_ID: TypeAdapter[str] = TypeAdapter(OwnerId)  # the rules of an owner id
 _PEOPLE = (Role.ADMIN, Role.TEACHER, Role.STUDENT, Role.MEMBER)
 
@@ -109,7 +108,8 @@ class ExportService:
             raise NotFound(f"no user {user_id[:60]!r}")
         organization = principal.organization_id
         now = utcnow()
-        files = await self.media.files_of_person(organization, user_id, PERSONAL_OWNER_TYPES)
+        personal = frozenset(PERSONAL_OWNER_TYPES)
+        files = await self.media.files_of_person(organization, user_id, personal)
         for file in files:  # a student's media leave in the archive: that is a read
             self.audit.record(
                 Actor.of(principal), AuditAction.READ, file, AuditResource.CONTENT,

@@ -17,9 +17,10 @@ from sqlalchemy import Column, Table, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.db.base import Base
-from media_service.frames.models import PhotoCache, RotationSchedule
+from media_service.frames.models import Frame, PhotoCache, RotationSchedule
 from media_service.media.models import IdempotencyKey, MediaFile
 from media_service.metadata.models import PhotoMetadata
+from media_service.playlists.models import Playlist
 from media_service.preprocessing.models import MediaAnalysis, StoredRendition
 from media_service.privacy.models import Erasure
 from media_service.versions.models import PhotoVersion
@@ -38,6 +39,10 @@ PSEUDONYMISED: tuple[Column[Any], ...] = (
     _column(PhotoCache, "user_id"),  # a copy of the frame's owner
     _column(Erasure, "requested_by"),  # erasures of others an admin asked for
 )
+# Primary keys of what the erasure deletes, locked batch by batch.
+FILE_KEY = _column(MediaFile, "file_id")
+PLAYLIST_KEY = _column(Playlist, "playlist_id")
+FRAME_KEY = _column(Frame, "frame_id")
 # Rows that go with a file (foreign keys with ON DELETE CASCADE), counted for the report.
 DERIVED: dict[str, Column[Any]] = {
     "versions": _column(PhotoVersion, "photo_id"),
@@ -54,17 +59,16 @@ class ReferenceRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def lock_files(self, file_ids: Sequence[str]) -> list[str]:
-        """Which of ``file_ids`` still exist, their rows locked until the transaction ends
-        (PostgreSQL: waits for a concurrent delete of them to commit, then leaves them out;
-        SQLite's write transactions are serial anyway)."""
-        if not file_ids:
+    async def lock_existing(self, key: Column[Any], ids: Sequence[str]) -> list[str]:
+        """Which of ``ids`` (values of the primary key ``key``) still exist, their rows
+        locked until the transaction ends: on PostgreSQL a concurrent run of the same
+        erasure that deletes them first is waited for and they are left out, so each row is
+        deleted and counted once (SQLite's write transactions are serial anyway)."""
+        if not ids:
             return []
-        statement = (
-            select(MediaFile.file_id).where(MediaFile.file_id.in_(file_ids)).with_for_update()
-        )
+        statement = select(key).where(key.in_(ids)).with_for_update()
         found = set((await self.session.execute(statement)).scalars().all())
-        return [file_id for file_id in file_ids if file_id in found]
+        return [value for value in ids if value in found]
 
     async def derived_counts(self, file_ids: Sequence[str]) -> dict[str, int]:
         """How many rows of each kind go with ``file_ids`` when they are deleted."""
