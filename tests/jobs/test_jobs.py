@@ -31,6 +31,7 @@ from media_service.jobs import (
     job,
     job_consumer,
 )
+from media_service.jobs.registry import JobObsolete
 
 QUIET = POLICY.ack_wait + 0.3  # past a redelivery, had there been one
 
@@ -178,6 +179,27 @@ async def test_job_failing_twice_is_retried_with_backoff_then_succeeds(jobs_env:
     # Exponential back-off: the policy's 0.2 s, then 0.4 s (a little slack for timers).
     assert gaps[0] >= POLICY.backoff[0] * 0.9
     assert gaps[1] >= POLICY.backoff[1] * 0.9
+    assert await count_rows(jobs_env.sessions, "SELECT count(*) FROM dead_letters") == 0
+
+
+async def test_an_obsolete_job_is_not_retried_nor_recorded(jobs_env: JobsEnv) -> None:
+    """A job whose subject is gone (a file erased meanwhile) leaves no handled-job record
+    (its id may name the file) and is not retried or dead-lettered."""
+    runs: list[int] = []
+
+    @job("test.obsolete", Payload)
+    async def obsolete(ctx: JobContext, payload: Payload) -> None:
+        runs.append(ctx.attempt)
+        raise JobObsolete("its file was deleted")
+
+    await jobs_env.start_worker(JobRegistry([obsolete]))
+    await jobs_env.start_relay()
+    await enqueue_committed(jobs_env, "test.obsolete", 1, job_id="obsolete-file_x")
+
+    await wait_until(lambda: len(runs) >= 1)
+    await asyncio.sleep(QUIET)
+    assert runs == [1]
+    assert await done(jobs_env, "test.obsolete") == 0
     assert await count_rows(jobs_env.sessions, "SELECT count(*) FROM dead_letters") == 0
 
 

@@ -27,6 +27,12 @@ CONSUMER_PREFIX = "job_"
 P = TypeVar("P", bound=BaseModel)
 
 
+class JobObsolete(Exception):
+    """Raised by a handler whose subject is gone (a file deleted or erased before its job
+    ran): nothing was done, and nothing is recorded, so no trace of the job's subject stays
+    behind in the handled-job records (a redelivered copy finds it gone again)."""
+
+
 class JobConfigurationError(RuntimeError):
     """Job handlers do not match the job types the code enqueues: fix it before starting."""
 

@@ -21,7 +21,7 @@ from media_service.db.uow import unit_of_work
 from media_service.events.bus import Delivery, DeliveryPolicy, EventBus, Handler, RejectMessage
 from media_service.events.consumers import HandledEvents, dead_letter_recorder
 from media_service.jobs.queue import InvalidJob, JobMessage
-from media_service.jobs.registry import JobContext, JobHandler, JobRegistry
+from media_service.jobs.registry import JobContext, JobHandler, JobObsolete, JobRegistry
 
 log = structlog.get_logger(__name__)
 
@@ -93,6 +93,9 @@ async def _run(
                 raise _AlreadyDone
     except _AlreadyDone:  # another copy finished first; this one was rolled back
         log.info("job_already_done")
+        return
+    except JobObsolete:  # rolled back, and not recorded
+        log.info("job_obsolete")
         return
     log.info("job_done", attempt=attempt)
 

@@ -19,7 +19,7 @@ from media_service.db.uow import unit_of_work
 from media_service.events.bus import RejectMessage
 from media_service.imaging.errors import ImagingError
 from media_service.imaging.limits import DecodeLimits
-from media_service.jobs import JobContext, JobHandler, job
+from media_service.jobs import JobContext, JobHandler, JobObsolete, job
 from media_service.media.models import MediaFile
 from media_service.media.service import MediaService
 from media_service.metadata.ai import ask_analyzer
@@ -43,7 +43,7 @@ def metadata_jobs(state: ServiceState) -> list[JobHandler[Any]]:
     async def analyse(ctx: JobContext, payload: FileJob) -> None:
         file = await _file(state, payload.file_id)
         if file is None:
-            return
+            raise JobObsolete(f"{payload.file_id} was deleted")
         analysis = await _measure(state, file, await _may_find_faces(state, file))
         answer = await ask_analyzer(state, file, analysis)
         if analysis.faces is not None and not await face_processing_allowed(ctx.session, file):

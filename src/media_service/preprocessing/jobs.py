@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.events.bus import DeliveryPolicy, RejectMessage
 from media_service.imaging.errors import ImagingError
-from media_service.jobs import JobContext, JobHandler, enqueue, job
+from media_service.jobs import JobContext, JobHandler, JobObsolete, enqueue, job
 from media_service.media.models import FileType, MediaFile
 from media_service.preprocessing.errors import source_at_fault
 from media_service.preprocessing.service import PreprocessingService
@@ -54,8 +54,7 @@ def preprocessing_jobs(state: ServiceState) -> list[JobHandler[Any]]:
         service = PreprocessingService(state)
         file = await service.file_for_job(payload.file_id)
         if file is None:
-            log.info("preprocess_skipped", file_id=payload.file_id, reason="deleted")
-            return
+            raise JobObsolete(f"{payload.file_id} was deleted")
         try:
             outcome = await service.preprocess(file)  # slow: before touching ctx.session
         except ImagingError as exc:
@@ -67,7 +66,7 @@ def preprocessing_jobs(state: ServiceState) -> list[JobHandler[Any]]:
             raise RejectMessage(reason) from exc
         hand_on = _analysed_later(state, file)
         if not await service.record(ctx.session, file, outcome, mark_processed=not hand_on):
-            return
+            raise JobObsolete(f"{file.file_id} was deleted while it was processed")
         if hand_on:
             await enqueue(ctx.session, ANALYSE_PHOTO, payload, job_id=f"analyse-{file.file_id}")
         log.info("file_preprocessed", file_id=file.file_id, kind=outcome.kind)

@@ -22,7 +22,7 @@ from media_service.errors import MediaError, NotFound
 from media_service.events.bus import DeliveryPolicy, RejectMessage
 from media_service.ids import new_id
 from media_service.imaging.errors import ImagingError
-from media_service.jobs import enqueue
+from media_service.jobs import JobObsolete, enqueue
 from media_service.media.service import MediaService, signed_path
 from media_service.metadata.analyzer import AnalyzerRejected
 from media_service.preprocessing.errors import source_at_fault
@@ -107,8 +107,7 @@ class AiVersions:
         """The job: ask, store, check, record (``session`` is the job's unit of work)."""
         source = await self._source(payload)
         if source is None:
-            log.info("ai_version_skipped", version_id=payload.version_id, reason="deleted")
-            return
+            raise JobObsolete(f"the photo of {payload.version_id} was deleted")
         stored = await self._enhanced(payload, source)
         if stored is None:
             return
