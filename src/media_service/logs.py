@@ -12,6 +12,9 @@ whatever the code that logged it put into it:
   URLs' ``exp``/``kid``/``sig``, S3's ``X-Amz-*``) is replaced by ``[redacted]``, as are
   bare ``sig=…`` pairs, ``Bearer …`` credentials, JWTs, passwords in URLs and
   ``lat=…``/``"longitude": …`` coordinates.
+
+Redaction reads at most 64 KiB of a value, then the value is cut to :data:`MAX_TEXT`
+characters (a traceback keeps its end); every pattern runs in time linear in the text.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ class PlaylistService:
         self, organization_id: str, user_id: str
     ) -> list[tuple[PlaylistSummary, list[PlaylistItemOut]]]:
         """Every playlist ``user_id`` owns with all its items (visible to them or not): for
-        the export of a person's own data (callers check who asks)."""
+        the export or the erasure of a person's own data (callers check who asks)."""
         owned = list(await self.repository.owned_by(organization_id, user_id))
         found = []
         for playlist in owned:

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from media_service.db.base import utcnow
 from media_service.db.uow import unit_of_work
 from media_service.errors import NotFound
-from media_service.events.scrub import Mentions, forget_history
+from media_service.events.scrub import Mentions, chunks, forget_history
 from media_service.frames import cache
 from media_service.frames.cache import CacheService
 from media_service.frames.schedules import ScheduleService
@@ -168,30 +168,21 @@ class ErasureRun:
     # -- 1. playlists ---------------------------------------------------------------------
 
     async def _playlists(self, subject: Subject) -> None:
-        cursor: str | None = None
-        while True:
+        async with self.state.read_sessions() as session:
+            service = PlaylistService(session, self.state)
+            owned = await service.owned_by_person(subject.organization_id, subject.user_id)
+        summaries = {summary.playlist_id: summary for summary, _items in owned}
+        for batch in chunks(list(summaries), self.options.batch_size):
             async with unit_of_work(self.state.sessions) as session:
                 service = PlaylistService(session, self.state)
-                page = await service.list_playlists(
-                    seen_as(subject.organization_id, subject.user_id),
-                    None,
-                    cursor,
-                    self.options.batch_size,
-                )
-                theirs = [p for p in page.items if p.user_id == subject.user_id]
-                present = await ReferenceRepository(session).lock_existing(
-                    PLAYLIST_KEY, [p.playlist_id for p in theirs]
-                )
-                theirs = [p for p in theirs if p.playlist_id in present]
+                present = await ReferenceRepository(session).lock_existing(PLAYLIST_KEY, batch)
+                theirs = [summaries[playlist_id] for playlist_id in present]
                 deleted = [p for p in theirs if await self._delete_playlist(service, subject, p)]
                 ids = [p.playlist_id for p in deleted]
                 await ErasureRepository(session).add_items(subject.erasure_id, "playlist", ids)
                 entries = sum(p.photo_count for p in deleted)
                 counts = {"playlists": len(deleted), "playlist_entries": entries}
                 await self._count(session, subject, "playlists", counts)
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
 
     async def _delete_playlist(
         self, service: PlaylistService, subject: Subject, playlist: PlaylistSummary
