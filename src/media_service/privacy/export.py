@@ -25,7 +25,6 @@ from typing import Any
 
 import orjson
 import structlog
-from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.audit.models import AuditAction, AuditResource
@@ -33,19 +32,20 @@ from media_service.audit.service import Actor, AuditTrail
 from media_service.auth.principal import Principal, Role
 from media_service.biometrics.service import BiometricsService
 from media_service.db.base import utcnow
-from media_service.errors import NotFound, Unprocessable
+from media_service.errors import NotFound
 from media_service.frames.cache import CacheService
 from media_service.frames.cache_schemas import CacheOut
 from media_service.frames.schemas import FrameOut, ScheduleOut
 from media_service.frames.service import FrameService
 from media_service.media.filenames import sanitize_file_name
 from media_service.media.models import PERSONAL_OWNER_TYPES, FileType, MediaFile
-from media_service.media.schemas import MediaFileOut, OwnerId
+from media_service.media.schemas import MediaFileOut
 from media_service.media.service import MediaService
 from media_service.metadata.schemas import MetadataOut
 from media_service.metadata.service import MetadataService
 from media_service.playlists.service import PlaylistService
 from media_service.privacy.export_zip import ZipStream
+from media_service.privacy.service import valid_user_id
 from media_service.state import ServiceState
 from media_service.storage import BlobNotFound, BlobStore
 from media_service.versions.models import PhotoVersion, VersionType
@@ -57,7 +57,6 @@ log = structlog.get_logger(__name__)
 
 DATA_FILE = "data.json"
 FORMAT = "media-service-export/1"
-_USER_ID: TypeAdapter[str] = TypeAdapter(OwnerId)  # the rules of an owner id
 _PEOPLE = (Role.ADMIN, Role.TEACHER, Role.STUDENT, Role.MEMBER)
 
 
@@ -103,7 +102,7 @@ class ExportService:
     async def prepare(self, principal: Principal, user_id: str) -> PersonExport:
         """Everything ``user_id`` has in the caller's organization; 422 for a malformed
         id, 404 when the caller may not export this person."""
-        _check_user_id(user_id)
+        valid_user_id(user_id)
         if not may_export(principal, user_id):
             raise NotFound(f"no user {user_id[:60]!r}")
         organization = principal.organization_id
@@ -213,16 +212,6 @@ def _file_record(
 
 def _dump(schema: type[ScheduleOut] | type[CacheOut], row: object) -> dict[str, Any]:
     return schema.model_validate(row).model_dump(mode="json")
-
-
-def _check_user_id(user_id: str) -> None:
-    try:
-        _USER_ID.validate_python(user_id)
-    except ValidationError as exc:
-        raise Unprocessable(
-            "invalid user id",
-            errors=[{"loc": ["path", "user_id"], "msg": e["msg"]} for e in exc.errors()],
-        ) from None
 
 
 # -- the archive -------------------------------------------------------------------------------
