@@ -31,7 +31,7 @@ from media_service.config import Settings
 SCRIPT = Path(sys.executable).with_name("media-service")
 TOKEN_PATTERN = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
 FILES = "/api/v1/media/files"
-START_TIMEOUT = 30.0
+START_TIMEOUT = 60.0  # a limit for a hung start, not a target: imports alone take ~5 s
 
 
 def jpeg(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64, 48)) -> bytes:

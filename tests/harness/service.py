@@ -45,7 +45,7 @@ class ServiceProcess:
             subject, org, list(roles), ttl=timedelta(hours=1)
         )
 
-    def start(self, timeout: float = 20.0) -> ServiceProcess:
+    def start(self, timeout: float = 60.0) -> ServiceProcess:
         log = (self.workdir / "server.log").open("ab")
         self.proc = subprocess.Popen(
             [str(BIN), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
