@@ -299,7 +299,8 @@ def require_metrics_token(token: SecretStr | None, authorization: str | None) ->
 
 
 class _RenderCollector(Collector):
-    """Renders of this process, read from the state's counters at scrape time."""
+    """Renders and frame feeds of this process, read from the state's counters at scrape
+    time."""
 
     def __init__(self, state: ServiceState) -> None:
         self._state = state
@@ -321,4 +322,11 @@ class _RenderCollector(Collector):
             "media_renders_in_flight", "Distinct renders running now in this process"
         )
         in_flight.add_metric([], self._state.flights.in_flight())
-        return [renders, waits, in_flight]
+        feeds = CounterMetricFamily(
+            "media_frame_feeds",
+            "Frame feeds answered (200 or 304), by whether a kept feed was served or one built",
+            labels=["source"],
+        )
+        feeds.add_metric(["kept"], self._state.feeds.hits)
+        feeds.add_metric(["built"], self._state.feeds.misses)
+        return [renders, waits, in_flight, feeds]

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from events.conftest import POLICY, Sessions, eventually
 from media_service.events.bus import DeadLetter, Delivery, RejectMessage
 from media_service.events.consumers import (
+    _INSERT_NEW_HANDLED,
     DeadLetterRepository,
     dead_letter_recorder,
     idempotent,
@@ -215,3 +216,10 @@ async def test_deliveries_at_once_are_applied_in_a_few_transactions(sessions: Se
     await asyncio.gather(*(handler(delivery(e.to_json())) for e in events))
     assert set(await handled(sessions, EFFECT)) == {e.event_id for e in events}
     assert len(transactions) == 2  # the first alone, the 15 that queued behind it together
+
+
+def test_the_batch_insert_is_compiled_once() -> None:
+    # A statement that carries its rows (``.values(rows)``) has no cache key, so it was
+    # compiled again for every batch.
+    for statement in _INSERT_NEW_HANDLED.values():
+        assert statement._generate_cache_key() is not None

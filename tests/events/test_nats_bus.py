@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.aio.msg import Msg
 from nats.js.api import StorageType, StreamConfig
 
 from events.conftest import POLICY, Recorder, Sessions, eventually
@@ -16,6 +17,7 @@ from media_service.events.bus import BusMisconfigured, BusUnavailable
 from media_service.events.factory import UnknownEventsScheme, open_event_bus
 from media_service.events.memory import MemoryEventBus
 from media_service.events.nats import EVENTS_STREAM, NatsEventBus
+from media_service.events.nats_pull import _num_delivered
 
 from conftest import delete_stream
 from harness.nats import NatsServer, start_nats
@@ -210,3 +212,17 @@ def test_default_events_url_is_the_in_process_bus() -> None:
     from media_service.config import Settings
 
     assert Settings.model_fields["events_url"].default == "memory://"
+
+
+@pytest.mark.parametrize(
+    ("reply", "delivered"),
+    [
+        ("$JS.ACK.MEDIA_EVENTS.c1.3.10.7.1700000000000000000.0", 3),
+        ("$JS.ACK.dom.ACCHASH.MEDIA_EVENTS.c1.4.10.7.1700000000000000000.0.token", 4),
+    ],
+)
+def test_delivery_count_is_read_from_either_form_of_the_reply_subject(
+    reply: str, delivered: int
+) -> None:
+    msg = Msg(_client=None, subject="file.uploaded", reply=reply)  # type: ignore[arg-type]
+    assert _num_delivered(msg) == msg.metadata.num_delivered == delivered

@@ -12,7 +12,8 @@ once and ends up in ``dead_letters``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
 
@@ -21,6 +22,7 @@ from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.dml import ReturningInsert
 
 from media_service.db.base import utcnow
 from media_service.db.uow import unit_of_work
@@ -71,7 +73,7 @@ class IdempotentConsumer(Generic[E]):
                     if event.event_id in new:
                         # A batch holds other deliveries' events: each handler's lines
                         # carry the id of the event it is applying.
-                        with structlog.contextvars.bound_contextvars(event_id=event.event_id):
+                        with _log_context(consumer=self.name, event_id=event.event_id):
                             await self.handle(session, event)
             return new
 
@@ -87,12 +89,9 @@ class IdempotentConsumer(Generic[E]):
                 raise RejectMessage(str(exc)) from None
             if not isinstance(event, self.event_type):
                 raise RejectMessage(f"{self.name} handles {self.subjects[0]}, not {event.subject}")
-            with structlog.contextvars.bound_contextvars(
-                event_id=event.event_id, consumer=self.name
-            ):
-                if await together.apply(event):
-                    return True
-                log.info("event_already_handled")
+            if await together.apply(event):
+                return True
+            log.info("event_already_handled", consumer=self.name, event_id=event.event_id)
             return False
 
         async def on_delivery(delivery: Delivery) -> None:
@@ -108,6 +107,18 @@ class IdempotentConsumer(Generic[E]):
             (observer.handled if applied else observer.duplicate)(self.name)
 
         return on_delivery
+
+
+@contextmanager
+def _log_context(**values: str) -> Iterator[None]:
+    """Bind ``values`` to structlog's context while a handler runs. Resets with tokens:
+    structlog's ``bound_contextvars`` copies the whole context twice per call, which
+    showed up per event in the consumer's profile."""
+    tokens = structlog.contextvars.bind_contextvars(**values)
+    try:
+        yield
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
 
 
 def idempotent(
@@ -134,12 +145,18 @@ def idempotent(
 # persistence path, which costs CPU on every handled event.
 _HANDLED = cast(Table, HandledEvent.__table__)
 _INSERT_HANDLED = insert(_HANDLED)
+# Executed with a list of rows (one multi-row statement, "insertmanyvalues"), never with
+# ``.values(rows)``: a statement carrying its rows has no cache key and was compiled
+# again for every batch (0.2 ms of CPU each).
+_INSERT_NEW_HANDLED: dict[str, ReturningInsert[str]] = {
+    dialect: module.insert(_HANDLED).on_conflict_do_nothing().returning(_HANDLED.c.event_id)
+    for dialect, module in (("postgresql", postgresql), ("sqlite", sqlite))
+}
 
 
-def _insert_ignoring_conflicts(session: AsyncSession) -> postgresql.Insert | sqlite.Insert:
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(_HANDLED).on_conflict_do_nothing()
-    return sqlite.insert(_HANDLED).on_conflict_do_nothing()
+def _insert_ignoring_conflicts(session: AsyncSession) -> ReturningInsert[str]:
+    dialect = session.get_bind().dialect.name
+    return _INSERT_NEW_HANDLED["postgresql" if dialect == "postgresql" else "sqlite"]
 
 
 class HandledEvents:
@@ -167,10 +184,11 @@ class HandledEvents:
         """Record that ``consumer`` handles ``event_ids`` (distinct); the ids it had not
         handled before. On PostgreSQL a copy being recorded by a concurrent transaction
         waits for it, and counts as handled once that one commits."""
+        if not event_ids:
+            return set()
         now = utcnow()
         rows = [{"consumer": consumer, "event_id": e, "handled_at": now} for e in event_ids]
-        insert_new = _insert_ignoring_conflicts(self.session).values(rows)
-        result = await self.session.execute(insert_new.returning(_HANDLED.c.event_id))
+        result = await self.session.execute(_insert_ignoring_conflicts(self.session), rows)
         return set(result.scalars())
 
     async def contains(self, consumer: str, event_id: str) -> bool:

@@ -201,7 +201,7 @@ class _Consumer:
         while not self._stopping:
             self._wakeup.clear()
             try:
-                batch = await self._claim()
+                batch, next_due = await self._claim()
                 failures = 0
             except Exception as exc:  # database down: keep the consumer alive
                 failures += 1
@@ -211,7 +211,7 @@ class _Consumer:
             if batch:
                 await self._handle(batch)
                 continue
-            await self._sleep(await self._idle_wait())
+            await self._sleep(self._idle_wait(next_due))
 
     async def _handle(self, batch: list[_Claimed]) -> None:
         """Run the batch's handlers concurrently, then settle them in one transaction."""
@@ -231,15 +231,8 @@ class _Consumer:
             async with asyncio.timeout(seconds):
                 await self._wakeup.wait()
 
-    async def _idle_wait(self) -> float:
+    def _idle_wait(self, next_due: datetime | None) -> float:
         """Until the next delayed delivery is due, at most one poll interval."""
-        try:
-            async with self._readers() as session:
-                next_due = await session.scalar(
-                    select(func.min(BusDelivery.available_at)).where(*self._pending())
-                )
-        except Exception:  # the next claim reports a database failure
-            return self._poll_interval
         if next_due is None:
             return self._poll_interval
         wait = (next_due - utcnow()).total_seconds()
@@ -248,10 +241,12 @@ class _Consumer:
     def _pending(self) -> tuple[ColumnElement[bool], ...]:
         return (BusDelivery.consumer == self.name, BusDelivery.settled_at.is_(None))
 
-    async def _claim(self) -> list[_Claimed]:
+    async def _claim(self) -> tuple[list[_Claimed], datetime | None]:
+        """The deliveries claimed now, or none and when the next one is due."""
         now = utcnow()
-        if not await self._anything_due(now):
-            return []  # the common case, answered without the write lock
+        next_due = await self._next_due()
+        if next_due is None or next_due > now:
+            return [], next_due  # the common case, answered without the write lock
         lease_until = now + timedelta(seconds=self._policy.ack_wait)
         due = (
             select(_DELIVERIES.c.msg_id)
@@ -276,16 +271,15 @@ class _Consumer:
         async with unit_of_work(self._sessions) as session:
             rows = (await session.execute(claim)).all()
         in_order = sorted(rows, key=lambda row: (row[0], row[1]))  # RETURNING has no order
-        return [_Claimed(*row[1:]) for row in in_order]
+        return [_Claimed(*row[1:]) for row in in_order], None
 
-    async def _anything_due(self, now: datetime) -> bool:
+    async def _next_due(self) -> datetime | None:
+        """When the earliest unsettled delivery is (or was) due: one read per idle poll,
+        which answers both "claim now?" and "how long to sleep?"."""
         async with self._readers() as session:
-            due = await session.scalar(
-                select(BusDelivery.msg_id)
-                .where(*self._pending(), BusDelivery.available_at <= now)
-                .limit(1)
+            return await session.scalar(
+                select(func.min(BusDelivery.available_at)).where(*self._pending())
             )
-        return due is not None
 
     async def _process(self, settle: _Settle) -> None:
         claimed = settle.claimed

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import nats.errors
@@ -38,6 +39,7 @@ log = structlog.get_logger(__name__)
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 API_PREFIX = "$JS.API"
+_V1_ACK_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
 _RECHECK = 0.25  # seconds between checks for a reconnect while a pull request lingers
 
 
@@ -67,6 +69,7 @@ class PullConsumer:
         self._policy = policy
         self._task: asyncio.Task[None] | None = None
         self._handling: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
 
     def config(self) -> ConsumerConfig:
         one = len(self._subjects) == 1
@@ -121,49 +124,60 @@ class PullConsumer:
     async def _pull_loop(self) -> None:
         client = self._bus.client()
         inbox = client.new_inbox()
-        subscription = await client.subscribe(inbox)
+        pull = _PullRequest()
+        # A callback, not next_msg(): next_msg() starts two tasks (and a uuid) for every
+        # message, which was a good part of the consumer's CPU per event.
+        subscription = await client.subscribe(inbox, cb=self._receiver(pull))
         subject = f"{API_PREFIX}.CONSUMER.MSG.NEXT.{self._stream}.{self._name}"
         expires = self._bus.options.pull_expires
         loop = asyncio.get_running_loop()
-        credits, deadline, generation = 0, 0.0, -1
+        generation = -1
         try:
             while True:
                 if not client.is_connected:  # requests sent now would pile up
-                    credits = 0
+                    pull.credits = 0
                     await asyncio.sleep(self._bus.options.reconnect_wait)
                     continue
                 if generation != self._bus.connection_generation:
-                    credits = 0  # the server forgot our pull request when we reconnected
-                free = self._policy.max_in_flight - len(self._handling)
-                if credits <= 0 or loop.time() > deadline:
+                    pull.credits = 0  # the server forgot our pull request when we reconnected
+                if pull.status is not None:
+                    status, pull.status = pull.status, None
+                    await self._recover(*status)
+                if pull.credits <= 0 or loop.time() > pull.deadline:
+                    self._slot_freed.clear()
+                    free = self._policy.max_in_flight - len(self._handling)
                     if free <= 0:
-                        await asyncio.wait(self._handling, return_when=asyncio.FIRST_COMPLETED)
+                        await self._slot_freed.wait()
                         continue
                     request = {"batch": free, "expires": int(expires * 1e9)}
+                    pull.start(free, loop.time() + expires + 1.0)
                     await client.publish(subject, json.dumps(request).encode(), reply=inbox)
-                    credits, deadline = free, loop.time() + expires + 1.0
                     generation = self._bus.connection_generation
-                try:
-                    # Short waits, so that a reconnect is noticed without waiting for expiry.
-                    wait = min(max(deadline - loop.time(), 0.01), _RECHECK)
-                    msg = await subscription.next_msg(timeout=wait)
-                except TimeoutError:
-                    if loop.time() > deadline:
-                        credits = 0
-                    continue
-                status = (msg.headers or {}).get("Status")
-                if status is None:
-                    credits -= 1
-                    self._handle(msg)
-                    continue
-                if status == "100":  # idle heartbeat
-                    continue
-                credits = 0  # whatever the status, this pull request is over
-                if status not in {"404", "408"}:  # not just "no messages" or "expired"
-                    await self._recover(status, (msg.headers or {}).get("Description", ""))
+                # Short waits, so that a reconnect is noticed without waiting for expiry.
+                wait = min(max(pull.deadline - loop.time(), 0.01), _RECHECK)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await pull.ended.wait()
         finally:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
+
+    def _receiver(self, pull: _PullRequest) -> Callable[[Msg], Awaitable[None]]:
+        """The subscription's callback: hand messages to handlers, note how the pull
+        request ends (its last message, or a status from the server)."""
+
+        async def receive(msg: Msg) -> None:
+            headers = msg.headers or {}
+            status = headers.get("Status")
+            if status is None:
+                self._handle(msg)
+                pull.received()
+            elif status != "100":  # not an idle heartbeat: this pull request is over
+                if status not in {"404", "408"}:  # not just "no messages" or "expired"
+                    pull.status = (status, headers.get("Description", ""))
+                pull.end()
+
+        return receive
 
     async def _recover(self, status: str, description: str) -> None:
         """The consumer (or its stream) went away, or the server is busy."""
@@ -176,7 +190,11 @@ class PullConsumer:
     def _handle(self, msg: Msg) -> None:
         task = asyncio.create_task(self._process(msg))
         self._handling.add(task)
-        task.add_done_callback(self._handling.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._handling.discard(task)
+        self._slot_freed.set()
 
     async def _process(self, msg: Msg) -> None:
         delivery = Delivery(
@@ -184,7 +202,7 @@ class PullConsumer:
             subject=msg.subject,
             payload=msg.data,
             msg_id=(msg.headers or {}).get(MSG_ID_HEADER),
-            attempt=msg.metadata.num_delivered,
+            attempt=_num_delivered(msg),
         )
         try:
             await deliver(delivery, self._handler, self._policy, self._on_dead_letter, _Ack(msg))
@@ -195,6 +213,16 @@ class PullConsumer:
             raise
         except Exception as exc:  # the ack did not get out: ack_wait brings it back
             log.warning("nats_settle_failed", consumer=self._name, error=repr(exc))
+
+
+def _num_delivered(msg: Msg) -> int:
+    """``msg.metadata.num_delivered``, read without parsing the whole reply subject
+    (``$JS.ACK.<stream>.<consumer>.<delivered>.…``, nine tokens): nats-py's ``metadata``
+    builds a datetime and two dataclasses for every message."""
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == _V1_ACK_TOKENS and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[4])
+    return msg.metadata.num_delivered  # the longer form (with a domain), or not JetStream
 
 
 class _Ack:
@@ -209,3 +237,27 @@ class _Ack:
 
     async def term(self, error: str) -> None:
         await self._msg.term()
+
+
+class _PullRequest:
+    """The pull request in progress: messages still owed to us, until when, and how it
+    ended when the server ended it with a status."""
+
+    def __init__(self) -> None:
+        self.credits = 0
+        self.deadline = 0.0
+        self.status: tuple[str, str] | None = None  # a status the pull loop must act on
+        self.ended = asyncio.Event()
+
+    def start(self, credits: int, deadline: float) -> None:
+        self.credits, self.deadline = credits, deadline
+        self.ended.clear()
+
+    def received(self) -> None:
+        self.credits -= 1
+        if self.credits <= 0:
+            self.ended.set()
+
+    def end(self) -> None:
+        self.credits = 0
+        self.ended.set()

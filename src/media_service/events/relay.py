@@ -5,6 +5,11 @@ with its id as the message id, and marks the published ones. A relay killed betw
 bus's acknowledgement and the mark leaves rows that are published again after the lease:
 the bus drops the duplicate (``Nats-Msg-Id``) and consumers are idempotent anyway. While
 the bus is down the rows stay pending and the relay backs off; nothing is ever dropped.
+
+While commits keep waking it, the relay marks a batch in the transaction that claims the
+next one, on a connection it keeps until it runs out of work (one transaction per pass
+instead of two, without a pool checkout each: most of its CPU per event when passes
+carry a few events each).
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ class OutboxRelay:
             raise ValueError("batch_size, concurrency, poll_interval and lease must be > 0")
         if not retry_backoff:
             raise ValueError("retry_backoff needs at least one delay")
-        self.repository = OutboxRepository(sessions)
+        self.repository = OutboxRepository(sessions, hold_connection=True)
         self._sessions = sessions
         self._bus = bus
         self._batch_size = batch_size
@@ -65,6 +70,8 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._failures = 0  # consecutive passes that could not reach the bus or database
+        # Published in run()'s last pass and not yet marked: the next claim marks them.
+        self._unmarked: list[ClaimedMessage] = []
 
     def notify(self) -> None:
         """Publish soon: something was committed to the outbox."""
@@ -86,35 +93,83 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Publish until stopped (or cancelled)."""
-        while not self._stopping:
-            self._wakeup.clear()
-            try:
-                published = await self.run_once()
-            except Exception as exc:  # the database is down: try again after a back-off
-                self._failures += 1
-                log.warning("outbox_relay_failed", error=describe_error(exc))
-                published = 0
-            if published >= self._batch_size and self._failures == 0:
-                continue  # more may be waiting
-            if self._failures:
-                # Commits during an outage must not cut the back-off short: each early
-                # pass would fail again and push the back-off (and the rows) further out.
-                await asyncio.sleep(self._backoff())
-            else:
-                await self._sleep(self._poll_interval)
+        try:
+            while not self._stopping:
+                self._wakeup.clear()
+                try:
+                    published = await self._pass()
+                except Exception as exc:  # the database is down: try again after a back-off
+                    self._failures += 1
+                    log.warning("outbox_relay_failed", error=describe_error(exc))
+                    await self.repository.release_connection()
+                    published = 0
+                if published >= self._batch_size and self._failures == 0:
+                    continue  # more may be waiting
+                if self._failures:
+                    # Commits during an outage must not cut the back-off short: each early
+                    # pass would fail again and push the back-off (and the rows) further out.
+                    await asyncio.sleep(self._backoff())
+                else:
+                    await self._sleep(self._poll_interval)
+        finally:
+            with contextlib.suppress(Exception):  # else they go again after the lease
+                await self._mark(self._take_unmarked())
+            await self.repository.release_connection()
 
     def _backoff(self) -> float:
         return self._delay(self._failures)
 
     async def run_once(self) -> int:
-        """Publish one batch of due rows; returns how many were published.
+        """Publish one batch of due rows and mark them; returns how many were published."""
+        try:
+            published = await self._publish_batch(await self._claim())
+            await self._mark(published)
+        finally:
+            await self.repository.release_connection()
+        return len(published)
+
+    async def _pass(self) -> int:
+        """One batch of :meth:`run`: as :meth:`run_once`, except that while commits keep
+        waking the relay, a batch is marked by the claim of the next one (one transaction
+        per pass, not two). A relay that dies in between leaves them to be published
+        again after the lease, which the bus drops as duplicates."""
+        published = await self._publish_batch(await self._claim())
+        if self._wakeup.is_set() or len(published) >= self._batch_size:
+            self._unmarked = published
+        else:
+            await self._mark(published)
+        return len(published)
+
+    async def _claim(self) -> list[ClaimedMessage]:
+        marked = self._take_unmarked()
+        try:
+            batch = await self.repository.claim_pending(
+                self._batch_size, self._lease, published=[m.id for m in marked]
+            )
+        except BaseException:
+            self._unmarked = marked + self._unmarked  # still to be marked
+            raise
+        self._report(marked)
+        if not batch:  # idle: hold no connection while there is nothing to do
+            await self.repository.release_connection()
+        return batch
+
+    def _take_unmarked(self) -> list[ClaimedMessage]:
+        unmarked, self._unmarked = self._unmarked, []
+        return unmarked
+
+    async def _mark(self, published: list[ClaimedMessage]) -> None:
+        await self.repository.mark_published([m.id for m in published])
+        self._report(published)
+
+    async def _publish_batch(self, batch: list[ClaimedMessage]) -> list[ClaimedMessage]:
+        """Publish ``batch``; the messages the bus acknowledged.
 
         Up to ``concurrency`` publishes are in flight at once (NATS pipelines them on one
         connection), each acknowledgement making room for the next row, so the order of
         arrival may differ from the order of commits. Once the bus is found down, the rows
         not yet sent are released for a later pass.
         """
-        batch = await self.repository.claim_pending(self._batch_size, self._lease)
         slots = asyncio.Semaphore(self._concurrency)
         down = asyncio.Event()
 
@@ -127,20 +182,14 @@ class OutboxRelay:
                     down.set()
                 return outcome
 
-        outcomes: list[str] = []
-        try:
-            outcomes = await asyncio.gather(*(publish(m) for m in batch))
-        finally:
-            sent = [m.id for m, o in zip(batch, outcomes, strict=False) if o is _PUBLISHED]
-            await self.repository.mark_published(sent)
+        outcomes = await asyncio.gather(*(publish(m) for m in batch))
         if down.is_set():
             not_sent = [m.id for m, o in zip(batch, outcomes, strict=True) if o is _NOT_SENT]
             await self.repository.release(not_sent, timedelta(seconds=self._next_backoff()))
             self._failures += 1
         elif batch:
             self._failures = 0
-        self._report(batch, sent)
-        return len(sent)
+        return [m for m, o in zip(batch, outcomes, strict=True) if o is _PUBLISHED]
 
     async def _publish(self, message: ClaimedMessage) -> str:
         try:
@@ -159,13 +208,11 @@ class OutboxRelay:
             return _REFUSED
         return _PUBLISHED
 
-    def _report(self, batch: Sequence[ClaimedMessage], published: Sequence[str]) -> None:
+    def _report(self, published: Sequence[ClaimedMessage]) -> None:
         observer = event_observer(self._sessions)
-        if observer is not None and published:
-            done = set(published)
-            for message in batch:
-                if message.id in done:
-                    observer.published(message.kind, message.subject, message.payload)
+        if observer is not None:
+            for message in published:
+                observer.published(message.kind, message.subject, message.payload)
 
     def _next_backoff(self) -> float:
         return self._delay(self._failures + 1)
