@@ -58,12 +58,23 @@ JobFunction = Callable[[JobContext, P], Awaitable[None]]
 
 @dataclass(frozen=True)
 class JobHandler(Generic[P]):
-    """The handler of one job type; ``policy`` overrides the worker's retry policy."""
+    """The handler of one job type; ``policy`` overrides the worker's retry policy.
+
+    ``lanes`` is how many subscriptions of the job type's durable consumer one worker
+    process holds. Each lane claims, runs and settles its deliveries on its own, so a
+    lane still running a slow job does not keep a free one from claiming the next (the
+    in-process bus settles a claimed batch only when all of it is done).
+    """
 
     name: str
     payload_type: type[P]
     run: JobFunction[P]
     policy: DeliveryPolicy | None = None
+    lanes: int = 1
+
+    def __post_init__(self) -> None:
+        if self.lanes < 1:
+            raise ValueError(f"a job type needs at least one lane, not {self.lanes}")
 
     @property
     def subject(self) -> str:
@@ -95,7 +106,11 @@ def job_consumer(name: str) -> str:
 
 
 def job(
-    name: str, payload_type: type[P], *, policy: DeliveryPolicy | None = None
+    name: str,
+    payload_type: type[P],
+    *,
+    policy: DeliveryPolicy | None = None,
+    lanes: int = 1,
 ) -> Callable[[JobFunction[P]], JobHandler[P]]:
     """Declare ``async def run(ctx, payload)`` as the handler of job type ``name``::
 
@@ -105,7 +120,7 @@ def job(
     validate_job_name(name)
 
     def wrap(run: JobFunction[P]) -> JobHandler[P]:
-        return JobHandler(name, payload_type, run, policy)
+        return JobHandler(name, payload_type, run, policy, lanes)
 
     return wrap
 

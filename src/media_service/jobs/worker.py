@@ -47,17 +47,19 @@ class Worker:
         self._policy = policy
 
     async def start(self) -> None:
-        """Subscribe one durable consumer per job type (the bus must be started)."""
+        """Subscribe one durable consumer per job type, once per lane (the bus must be
+        started)."""
         self._registry.validate()
         on_dead_letter = dead_letter_recorder(self._sessions)
         for handler in self._registry:
-            await self._bus.subscribe(
-                handler.consumer,
-                [handler.subject],
-                bind(handler, self._sessions),
-                on_dead_letter=on_dead_letter,
-                policy=handler.policy or self._policy,
-            )
+            for _ in range(handler.lanes):
+                await self._bus.subscribe(
+                    handler.consumer,
+                    [handler.subject],
+                    bind(handler, self._sessions),
+                    on_dead_letter=on_dead_letter,
+                    policy=handler.policy or self._policy,
+                )
 
 
 def bind(handler: JobHandler[Any], sessions: async_sessionmaker[AsyncSession]) -> Handler:

@@ -1,9 +1,10 @@
 """Storing a new file: stream, check, de-duplicate, record.
 
 Blob writes happen before the row exists: the bytes are streamed (sniffed, size-limited,
-hashed) into storage under a generated key, then the row, the idempotency key and the
-``file.uploaded`` event are added in the caller's transaction. A compensation deletes the
-blob if that transaction rolls back, and ``gc`` removes whatever a crash left behind.
+hashed) into storage under a generated key, then the row, the idempotency key, the
+``file.uploaded`` event and the ``media.preprocess`` job are added in the caller's
+transaction. A compensation deletes the blob if that transaction rolls back, and ``gc``
+removes whatever a crash left behind.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from media_service.media.schemas import UploadFields
 from media_service.media.sniff import Format
 from media_service.media.storage_keys import storage_key
 from media_service.media.upload_source import UploadSource
+from media_service.preprocessing.queueing import enqueue_preprocessing
 from media_service.storage import BlobStore
 
 log = structlog.get_logger(__name__)
@@ -190,6 +192,10 @@ class UploadService:
     async def _insert_or_reuse(self, principal: Principal, file: MediaFile) -> UploadOutcome:
         if await self.repository.add(file):
             record_event(self.session, _uploaded_event(file))
+            if self.settings.preprocess_uploads:
+                # Queued with the event rather than by its consumer: both leave in the
+                # same relay pass (the consumer then finds the job queued).
+                await enqueue_preprocessing(self.session, file.file_id, file.organization_id)
             log.info(
                 "file_stored", file_id=file.file_id, size=file.file_size, type=file.content_type
             )

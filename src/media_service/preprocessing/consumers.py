@@ -1,7 +1,9 @@
 """``file.uploaded`` → queue the file's preprocessing.
 
-Our own uploads and an external storage service's events for files we hold are treated
-alike; an event about a file we do not hold changes nothing.
+Our own uploads queue the job already, in the upload's transaction (one relay pass less
+between an upload and its renditions); for them this finds the job queued and adds
+nothing. An external storage service's events for files we hold queue it here; an event
+about a file we do not hold changes nothing.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.events import FileUploaded, IdempotentConsumer, idempotent
 from media_service.media.service import MediaService
-from media_service.preprocessing.jobs import enqueue_preprocessing
+from media_service.preprocessing.queueing import enqueue_preprocessing
 from media_service.state import ServiceState
 
 PREPROCESS_CONSUMER = "media-preprocess-uploaded-files"

@@ -13,43 +13,34 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from pydantic import BaseModel, Field
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.events.bus import DeliveryPolicy, RejectMessage
 from media_service.imaging.errors import ImagingError
 from media_service.jobs import JobContext, JobHandler, JobObsolete, enqueue, job
 from media_service.media.models import FileType, MediaFile
 from media_service.preprocessing.errors import source_at_fault
+from media_service.preprocessing.queueing import PREPROCESS, FileJob, enqueue_preprocessing
 from media_service.preprocessing.service import PreprocessingService
 from media_service.state import ServiceState
 
 log = structlog.get_logger(__name__)
 
-PREPROCESS = "media.preprocess"
+__all__ = ["ANALYSE_PHOTO", "POLICY", "PREPROCESS", "FileJob", "enqueue_preprocessing"]
+
 ANALYSE_PHOTO = "media.analyse"  # handled by the metadata domain (metadata/jobs.py)
 
 # Decoding can take a while on a busy machine; the worker's timeout is per attempt.
 POLICY = DeliveryPolicy(handler_timeout=300.0, max_in_flight=4)
-
-
-class FileJob(BaseModel):
-    """Which file a job is about (the organization lets its admins see a dead letter)."""
-
-    file_id: str = Field(max_length=50)
-    organization_id: str = Field(max_length=64)
-
-
-async def enqueue_preprocessing(session: AsyncSession, file_id: str, organization_id: str) -> None:
-    """Queue the preprocessing of a file, once per file (the job id is derived from it)."""
-    payload = FileJob(file_id=file_id, organization_id=organization_id)
-    await enqueue(session, PREPROCESS, payload, job_id=f"preprocess-{file_id}")
+# media.preprocess: one job per lane, and one lane more than the imaging pool has
+# workers. As a job finishes, the next one is already waiting in the pool, so its workers
+# do not sit idle while a lane settles and claims (nor while the rest of a batch ends).
+PREPROCESS_POLICY = DeliveryPolicy(handler_timeout=300.0, max_in_flight=1)
 
 
 def preprocessing_jobs(state: ServiceState) -> list[JobHandler[Any]]:
     """The job handlers of this domain, bound to the running service."""
 
-    @job(PREPROCESS, FileJob, policy=POLICY)
+    @job(PREPROCESS, FileJob, policy=PREPROCESS_POLICY, lanes=state.imaging.workers + 1)
     async def preprocess(ctx: JobContext, payload: FileJob) -> None:
         service = PreprocessingService(state)
         file = await service.file_for_job(payload.file_id)

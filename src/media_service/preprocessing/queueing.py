@@ -1,0 +1,33 @@
+"""Queueing ``media.preprocess``: the job's name, its payload and how to enqueue it.
+
+Kept apart from the job's handler (``preprocessing.jobs``), which needs the whole engine,
+so that the upload path can queue the job in its own transaction without importing it.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from media_service.jobs.queue import enqueue
+
+PREPROCESS = "media.preprocess"
+
+
+class FileJob(BaseModel):
+    """Which file a job is about (the organization lets its admins see a dead letter)."""
+
+    file_id: str = Field(max_length=50)
+    organization_id: str = Field(max_length=64)
+
+
+def preprocess_job_id(file_id: str) -> str:
+    """The job id of a file's preprocessing: one job per file, whoever queues it."""
+    return f"preprocess-{file_id}"
+
+
+async def enqueue_preprocessing(session: AsyncSession, file_id: str, organization_id: str) -> None:
+    """Queue the preprocessing of a file in ``session``'s transaction, once per file (the
+    job id is derived from it: queueing it again adds nothing)."""
+    payload = FileJob(file_id=file_id, organization_id=organization_id)
+    await enqueue(session, PREPROCESS, payload, job_id=preprocess_job_id(file_id))
