@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -73,3 +75,15 @@ def test_signing_key_configuration() -> None:
             parse_signing_keys(bad)
     assert derive_signing_key("s1") == derive_signing_key("s1")
     assert derive_signing_key("s1").secret != derive_signing_key("s2").secret
+
+
+@pytest.mark.parametrize("kid", ["k0", "k 1/ü&="])
+def test_the_quick_query_is_the_signed_query_and_verifies(kid: str) -> None:
+    signer = UrlSigner([SigningKey(kid, b"s" * 32)])
+    path = "/api/v1/media/files/file_x/rendition?width=800&height=480"
+    query = signer.sign_query("GET", path, 2_000_000_000)
+    assert query == signer.sign("GET", path, 2_000_000_000).as_query()
+    fields = dict(parse_qsl(query))
+    signer.verify("GET", path, fields["exp"], fields["kid"], fields["sig"], now=1_999_999_999)
+    with pytest.raises(InvalidSignature):
+        signer.verify("GET", path + "0", fields["exp"], fields["kid"], fields["sig"], now=1)
