@@ -37,9 +37,10 @@ class RecentValues(Generic[T]):
             return None
         return value
 
-    def put(self, key: str, value: T) -> None:
+    def put(self, key: str, value: T, ttl: float | None = None) -> None:
+        """Remember ``value`` for ``ttl`` seconds (the map's own ``ttl`` if not given)."""
         self._items.pop(key, None)
-        self._items[key] = (self._clock() + self.ttl, value)
+        self._items[key] = (self._clock() + (self.ttl if ttl is None else ttl), value)
         while len(self._items) > self.max_items:
             self._items.popitem(last=False)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 
 import jwt
 import pytest
@@ -28,6 +30,30 @@ async def test_minted_token_round_trips() -> None:
     assert principal.frame_generation == 0
     later = tokens.mint("f", "org1", [Role.FRAME], frame_id="frame_1", frame_generation=3)
     assert (await tokens.verify(later)).frame_generation == 3
+
+
+async def test_a_verified_token_is_remembered_until_it_expires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tokens = TokenService(SECRET, issuer="media-service")
+    token = tokens.mint("alice", "org1", [Role.TEACHER], ttl=timedelta(seconds=2))
+    first = await tokens.verify(token)
+    decodes: list[str] = []
+    decode = tokens._decode
+
+    def counted(*args: Any) -> dict[str, Any]:
+        decodes.append("d")
+        return decode(*args)
+
+    monkeypatch.setattr(tokens, "_decode", counted)
+    assert await tokens.verify(token) is first and decodes == []  # taken at its word
+    tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(Unauthorized):  # another string is verified, not looked up
+        await tokens.verify(tampered)
+    assert decodes == ["d"]
+    await asyncio.sleep(2.1)  # past its exp: remembered no longer, refused as expired
+    with pytest.raises(Unauthorized, match="expired"):
+        await tokens.verify(token)
 
 
 @pytest.mark.parametrize(
