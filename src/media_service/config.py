@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         default=None, ge=10_000, description="Byte budget of a preview (quality is lowered)"
     )
     max_rendition_side: int = Field(default=8192, ge=256, le=16384)
+    feed_memory_bytes: int = Field(
+        default=64 * MiB, ge=0, description="Frames' built feeds kept per process (0: none)"
+    )
     detect_faces: bool = Field(default=True, description="Find faces when analysing photos")
     analyse_photos: bool = Field(
         default=True, description="EXIF, place, quality, colours, faces and text of each photo"

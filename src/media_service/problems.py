@@ -9,6 +9,8 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
@@ -76,6 +78,29 @@ async def _storage_unavailable(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not database_unavailable(exc):
+        return await _unexpected(request, exc)
+    log.error("database_unavailable", error=str(exc).splitlines()[0][:300])
+    return problem(
+        503,
+        "database_unavailable",
+        "The database is temporarily unavailable",
+        headers={"Retry-After": "2"},
+    )
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached or used now (a lost or
+    refused connection, a full pool, a lock held too long), not that a statement was
+    wrong."""
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+
+
 async def _invalid_key(_: Request, exc: Exception) -> JSONResponse:
     return problem(404, "not_found", "Not found")
 
@@ -100,5 +125,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(StorageUnavailable, _storage_unavailable)
     app.add_exception_handler(InvalidKey, _invalid_key)
+    app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(PoolTimeout, _database_error)
     app.add_exception_handler(BlobNotFound, _blob_not_found)
     app.add_exception_handler(Exception, _unexpected)

@@ -18,6 +18,7 @@ from media_service.db.engine import (
     create_session_factory,
 )
 from media_service.events import EventBus, OutboxRelay, open_event_bus, wake_on_commit
+from media_service.frames.feed_memo import FeedMemo
 from media_service.housekeeping import Housekeeping
 from media_service.imaging.pool import ImagingPool, shared_pool
 from media_service.media.signing import UrlSigner, derive_signing_key, parse_signing_keys
@@ -55,6 +56,8 @@ class ServiceState:
     hot_objects: BytesCache = field(default_factory=BytesCache)
     # File records looked up for serving renditions, remembered for a second.
     recent_files: RecentValues[Any] = field(default_factory=RecentValues)
+    # Frames' feeds as last built, served again while their rows and time allow.
+    feeds: FeedMemo = field(default_factory=FeedMemo)
     # Periodic loops of the domains (the frames' pre-cache rounds), stopped with the rest.
     loops: list[BackgroundLoop] = field(default_factory=list)
     # Durations the domains measure (AI analysis, playlist queries), for the metrics.
@@ -92,6 +95,7 @@ class ServiceState:
             housekeeping=Housekeeping(sessions, settings),
             # One pool per process, shared by every app in it (tests build many).
             imaging=shared_pool(settings.imaging_workers),
+            feeds=FeedMemo(settings.feed_memory_bytes),
         )
 
     async def stop_background(self) -> None:
