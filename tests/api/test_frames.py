@@ -49,20 +49,23 @@ async def new_frame(client: httpx.AsyncClient, headers: dict[str, str], **body: 
 async def new_playlist(
     client: httpx.AsyncClient, headers: dict[str, str], photos: int, first: int = 0
 ) -> str:
-    ids = []
-    for seed in range(first, first + photos):
-        response = await client.post(
-            FILES,
-            headers=headers,
-            files={"file": (f"p{seed}.jpg", jpeg(seed), "image/jpeg")},
-            data={"owner_type": "ClassSession", "owner_id": "cs-1"},
-        )
-        assert response.status_code == 201, response.text
-        ids.append(response.json()["file_id"])
+    ids = [await upload(client, headers, seed) for seed in range(first, first + photos)]
     body = {"name": "Family", "playlist_type": "MANUAL", "photo_ids": ids}
     response = await client.post(PL, headers=headers, json=body)
     assert response.status_code == 201, response.text
     return str(response.json()["playlist_id"])
+
+
+async def upload(client: httpx.AsyncClient, headers: dict[str, str], seed: int) -> str:
+    """A class photo made from ``seed``; its id."""
+    response = await client.post(
+        FILES,
+        headers=headers,
+        files={"file": (f"p{seed}.jpg", jpeg(seed), "image/jpeg")},
+        data={"owner_type": "ClassSession", "owner_id": "cs-1"},
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["file_id"])
 
 
 async def new_schedule(

@@ -14,7 +14,7 @@ from media_service.media.content import etag_matches
 router = APIRouter(prefix="/api/v1/media/cache", tags=["cache"])
 
 
-def cache_service(session: SessionDep, state: StateDep) -> CacheService:
+async def cache_service(session: SessionDep, state: StateDep) -> CacheService:
     return CacheService(session, state)
 
 

@@ -4,7 +4,7 @@ this cycle's order with one URL each, and when that changes.
 The body holds nothing that moves every rotation (the frame counts photos from
 ``cycle_started_at`` itself) and signed URLs expire on a fixed grid, so the body, and its
 ETag, stay the same for an idle frame until the cycle, the signing period or the content
-changes.
+changes. A built feed is kept (``feed_memo``) and served again while neither happened.
 """
 
 from __future__ import annotations
@@ -12,21 +12,30 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from datetime import datetime, timedelta
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.auth.principal import Principal
 from media_service.db.base import utcnow
-from media_service.frames.models import CacheStatus, Frame, Orientation, PhotoCache
+from media_service.frames.cache_repository import CacheRepository
+from media_service.frames.feed_inputs import feed_inputs
+from media_service.frames.feed_memo import KeptFeed
+from media_service.frames.models import (
+    Frame,
+    Orientation,
+    RotationSchedule,
+)
+from media_service.frames.ordering import position_at
 from media_service.frames.photos import PhotoRow
-from media_service.frames.schedules import NowShowing, ScheduleService
+from media_service.frames.schedules import EPOCH, NowShowing, ScheduleService
 from media_service.frames.schemas import Feed, FeedItem
 from media_service.frames.service import FrameService
 from media_service.imaging.specs import Fit
-from media_service.media.service import signed_path_until
 from media_service.media.signing import UrlSigner
 from media_service.playlists.models import Playlist
 from media_service.preprocessing.params import RenditionParams
@@ -45,17 +54,41 @@ class FeedService:
         self.frames = FrameService(session, state)
         self.schedules = ScheduleService(session, state)
 
-    async def feed(self, principal: Principal, frame_id: str, at: datetime) -> tuple[bytes, str]:
+    async def feed(
+        self, principal: Principal, frame_id: str, at: datetime, *, preview: bool = False
+    ) -> tuple[bytes, str]:
         """The frame's feed at ``at`` as JSON, and its ETag (the hash of those bytes:
-        serialised once, for both)."""
+        serialised once, for both). Unless it is a ``preview`` (another time than now), a
+        feed built earlier from the same rows is served again while still valid."""
         frame = await self.frames.readable(principal, frame_id)
         await self.frames.seen(principal, frame)
-        showing = await self.schedules.now_showing(frame, at)
-        feed = await self._build(frame, showing, at)
-        body = orjson.dumps(feed.model_dump(mode="json"))
-        return body, f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+        if preview:
+            return (await self._built(frame, at)).body_and_etag
+        if not self.state.feeds.budget:
+            return (await self._built(frame, at)).body_and_etag
+        inputs = await feed_inputs(self.session, frame)
+        kept = self.state.feeds.get(frame.frame_id, inputs, at)
+        if kept is not None:
+            return kept.body, kept.etag
+        built = await self._built(frame, at)
+        # The build's statements may have seen a change committed after the fingerprint
+        # was read: keep the feed only if the rows were the same before and after it.
+        if await feed_inputs(self.session, frame) == inputs:
+            kept = KeptFeed(inputs, at, built.valid_until, built.body, built.etag)
+            self.state.feeds.put(frame.frame_id, kept)
+        return built.body_and_etag
 
-    async def _build(self, frame: Frame, showing: NowShowing, at: datetime) -> Feed:
+    async def _built(self, frame: Frame, at: datetime) -> _Built:
+        period = self.state.settings.signed_url_ttl_seconds
+        expires = _expires(utcnow(), period, _signing_offset(frame.frame_id, period))
+        showing = await self.schedules.now_showing(frame, at)
+        feed = await self._build(frame, showing, expires)
+        body = orjson.dumps(feed.model_dump(mode="json"))
+        etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+        signing_ends = datetime.fromtimestamp(expires - period, tz=UTC)
+        return _Built(body, etag, _valid_until(frame, showing, feed, signing_ends))
+
+    async def _build(self, frame: Frame, showing: NowShowing, expires: int) -> Feed:
         schedule, screen = showing.schedule, screen_size(frame)
         if schedule is None:
             return Feed(frame_id=frame.frame_id, state="SLEEP", schedule_id=None,
@@ -64,7 +97,7 @@ class FeedService:
                         cycle=None, cycle_started_at=None, cycle_ends_at=None,
                         screen=_screen(screen), items=[])  # fmt: skip
         rows = showing.photos[:MAX_FEED_ITEMS]
-        cached = await self._cached(frame.frame_id)
+        cached = await CacheRepository(self.session).cached_urls(frame.frame_id)
         interval = schedule.rotation_interval
         started = _cycle_start(showing, interval)
         playlist = None
@@ -85,7 +118,7 @@ class FeedService:
             if rows
             else None,
             screen=_screen(screen),
-            items=[self._item(row, cached, screen, at) for row in rows],
+            items=[self._item(row, cached, screen, expires) for row in rows],
         )
 
     def _item(
@@ -93,40 +126,73 @@ class FeedService:
         row: PhotoRow,
         cached: dict[str, tuple[str | None, str]],
         screen: tuple[int, int],
-        at: datetime,
+        expires: int,
     ) -> FeedItem:
         entry = cached.get(row.photo_id)
         if entry is not None and entry[0] == row.version_id:
             return FeedItem(photo_id=row.photo_id, version_id=row.version_id, url=entry[1],
                             cached=True)  # fmt: skip
-        url = self.rendition_url(row.photo_id, screen, utcnow())
+        base = (self.state.settings.public_url or "").rstrip("/")
+        url = _signed_rendition_url(self.state.signer, base, row.photo_id, screen, expires)
         return FeedItem(photo_id=row.photo_id, version_id=row.version_id, url=url, cached=False)
 
-    def rendition_url(self, photo_id: str, screen: tuple[int, int], now: datetime) -> str:
-        """A signed rendition URL of the photo's current version, fitted to the screen. It
-        expires on a fixed grid (between one and two signed-URL lifetimes from ``now``), so
-        every request in one period gets the same URL (and it is signed once per process:
-        signing was a sixth of a feed's CPU)."""
-        period = self.state.settings.signed_url_ttl_seconds
-        expires = math.ceil((now.timestamp() + period) / period) * period
-        base = (self.state.settings.public_url or "").rstrip("/")
-        return _signed_rendition_url(self.state.signer, base, photo_id, screen, expires)
 
-    async def _cached(self, frame_id: str) -> dict[str, tuple[str | None, str]]:
-        statement = select(PhotoCache.photo_id, PhotoCache.version_id, PhotoCache.cached_url).where(
-            PhotoCache.frame_id == frame_id, PhotoCache.cache_status == CacheStatus.CACHED
-        )
-        rows = await self.session.execute(statement)
-        return {photo_id: (version, url) for photo_id, version, url in rows.all() if url}
+@dataclass(frozen=True, slots=True)
+class _Built:
+    body: bytes
+    etag: str
+    valid_until: datetime
+
+    @property
+    def body_and_etag(self) -> tuple[bytes, str]:
+        return self.body, self.etag
+
+
+def _valid_until(frame: Frame, showing: NowShowing, feed: Feed, signing_ends: datetime) -> datetime:
+    """The first instant at which time alone changes the feed: the next schedule change,
+    the cycle's end, the frame's next signing period, or, with "on this day" memories,
+    local midnight."""
+    ends = [feed.next_change_at, feed.cycle_ends_at, signing_ends]
+    if feed.cycle is not None and feed.cycle_ends_at is None:  # active, no photos
+        ends.append(_next_slot(showing.at, showing.schedule))
+    if showing.dated or (feed.next_change_at is None and showing.timed):
+        local = showing.at.astimezone(ZoneInfo(frame.time_zone))
+        ends.append(datetime.combine(local.date() + timedelta(days=1), time(), local.tzinfo))
+    return min(instant for instant in ends if instant is not None)
+
+
+def _next_slot(at: datetime, schedule: RotationSchedule | None) -> datetime:
+    """When the rotation moves on (an empty cycle is one slot long)."""
+    interval = 1 if schedule is None else schedule.rotation_interval
+    position = position_at(at, EPOCH, interval, 0)
+    return position.next_photo_at
+
+
+def _expires(now: datetime, period: int, offset: int) -> int:
+    """When the feed's URLs signed at ``now`` expire: on a grid of ``period`` seconds
+    shifted by ``offset``, between one and two periods later. Every request from one grid
+    line to the next gets the same URLs (and ETag), and each URL is signed once per
+    process (signing was a sixth of a feed's CPU). Each frame's grid has its own offset,
+    so frames do not all rebuild their feeds at the same instant."""
+    return math.ceil((now.timestamp() - offset + period) / period) * period + offset
+
+
+def _signing_offset(frame_id: str, period: int) -> int:
+    return zlib.crc32(frame_id.encode()) % period
 
 
 @functools.lru_cache(maxsize=65536)
 def _signed_rendition_url(
     signer: UrlSigner, base: str, photo_id: str, screen: tuple[int, int], expires: int
 ) -> str:
-    params = RenditionParams(screen[0], screen[1], Fit.CONTAIN, "jpeg", None)
-    path = f"{RENDITION_PATH.format(file_id=photo_id)}?{rendition_query(params, None)}"
-    return base + signed_path_until(signer, path, expires).path_and_query
+    path = f"{RENDITION_PATH.format(file_id=photo_id)}?{_screen_query(screen)}"
+    return f"{base}{path}&{signer.sign_query('GET', path, expires)}"
+
+
+@functools.lru_cache(maxsize=256)
+def _screen_query(screen: tuple[int, int]) -> str:
+    """The rendition query of a JPEG fitted to ``screen`` (the same for every photo)."""
+    return rendition_query(RenditionParams(screen[0], screen[1], Fit.CONTAIN, "jpeg", None), None)
 
 
 def screen_size(frame: Frame) -> tuple[int, int]:

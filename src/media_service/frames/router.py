@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from media_service.db.base import utcnow
+from media_service.db.uow import unit_of_work
 from media_service.deps import PrincipalDep, SessionDep, StateDep
 from media_service.frames.feed import FeedService
 from media_service.frames.schedules import ScheduleService
@@ -39,20 +40,15 @@ At = Annotated[
 ]
 
 
-def frame_service(session: SessionDep, state: StateDep) -> FrameService:
+async def frame_service(session: SessionDep, state: StateDep) -> FrameService:
     return FrameService(session, state)
 
 
-def schedule_service(session: SessionDep, state: StateDep) -> ScheduleService:
+async def schedule_service(session: SessionDep, state: StateDep) -> ScheduleService:
     return ScheduleService(session, state)
 
 
-def feed_service(session: SessionDep, state: StateDep) -> FeedService:
-    return FeedService(session, state)
-
-
 FramesDep = Annotated[FrameService, Depends(frame_service)]
-FeedDep = Annotated[FeedService, Depends(feed_service)]
 SchedulesDep = Annotated[ScheduleService, Depends(schedule_service)]
 
 
@@ -199,12 +195,18 @@ async def get_frame_feed(
     frame_id: str,
     request: Request,
     principal: PrincipalDep,
-    service: FeedDep,
+    state: StateDep,
     at: At = None,
 ) -> Response:
     """What the frame shows now: the active schedule's photos with one URL each, or sleep
     until the next schedule starts. Send ``If-None-Match`` to get 304 while unchanged."""
-    body, etag = await service.feed(principal, frame_id, at or utcnow())
+    # The transaction is opened here rather than by a session dependency: every frame
+    # polls this route, and resolving the dependency chain (a generator dependency among
+    # them) was a third of a kept feed's CPU.
+    async with unit_of_work(state.sessions) as session:
+        service = FeedService(session, state)
+        preview = at is not None
+        body, etag = await service.feed(principal, frame_id, at or utcnow(), preview=preview)
     headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)

@@ -4,7 +4,7 @@ work and never commits."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,7 +20,7 @@ from media_service.frames.occasions import MonthDay, Occasion, OccasionKind
 from media_service.frames.ordering import Candidate, cycle_order, position_at
 from media_service.frames.photos import PhotoRow, PlaylistPhotos
 from media_service.frames.repository import FrameRepository
-from media_service.frames.rotation import FrameState, Rule, evaluate, parse_hhmm
+from media_service.frames.rotation import FrameState, Rule, ScheduleType, evaluate, parse_hhmm
 from media_service.frames.schemas import (
     FrameSchedules,
     ScheduleCreate,
@@ -43,7 +43,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 @dataclass(frozen=True, slots=True)
 class NowShowing:
     """What a frame shows at ``at``: the state, the schedule it follows (if any) and that
-    schedule's photos in this cycle's order, starting ``index`` into it."""
+    schedule's photos in this cycle's order, starting ``index`` into it. ``dated``: one of
+    the frame's schedules shows "on this day" memories, so the local date matters too;
+    ``timed``: one is not CONTINUOUS (its changes are looked for a horizon ahead of the
+    local date)."""
 
     frame: Frame
     at: datetime
@@ -53,6 +56,8 @@ class NowShowing:
     cycle: int
     index: int
     next_photo_at: datetime | None
+    dated: bool = False
+    timed: bool = False
 
 
 class ScheduleService:
@@ -153,8 +158,12 @@ class ScheduleService:
         state = await self.evaluate(frame, schedules, at)
         chosen = next((s for s in schedules if s.schedule_id == state.schedule_id), None)
         if chosen is None:
-            return NowShowing(frame, at, state, None, [], 0, 0, None)
-        return await self._showing(frame, at, state, chosen)
+            showing = NowShowing(frame, at, state, None, [], 0, 0, None)
+        else:
+            showing = await self._showing(frame, at, state, chosen)
+        dated = any(_has_memories(row) for row in schedules)
+        timed = any(row.schedule_type is not ScheduleType.CONTINUOUS for row in schedules)
+        return replace(showing, dated=dated, timed=timed)
 
     async def photos(self, principal: Principal, schedule_id: str, at: datetime) -> NowShowing:
         """A schedule's photos in the order of the cycle running at ``at`` (whether or not
