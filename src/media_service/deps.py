@@ -14,7 +14,9 @@ from media_service.errors import Unauthorized
 from media_service.state import ServiceState
 
 
-def service_state(request: Request) -> ServiceState:
+async def service_state(request: Request) -> ServiceState:
+    """The process's state. Dependencies are ``async def`` even when they do not await:
+    FastAPI runs a plain ``def`` dependency in a worker thread, a hop per request."""
     return cast(ServiceState, request.app.state.media)
 
 

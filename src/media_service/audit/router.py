@@ -14,7 +14,7 @@ from media_service.deps import PrincipalDep, SessionDep
 router = APIRouter(prefix="/api/v1/media/audit", tags=["admin"])
 
 
-def audit_trail(session: SessionDep) -> AuditTrail:
+async def audit_trail(session: SessionDep) -> AuditTrail:
     """The request's trail: rows commit with the request's unit of work."""
     return AuditTrail(session)
 
@@ -22,7 +22,7 @@ def audit_trail(session: SessionDep) -> AuditTrail:
 AuditDep = Annotated[AuditTrail, Depends(audit_trail)]
 
 
-def audit_service(session: SessionDep) -> AuditService:
+async def audit_service(session: SessionDep) -> AuditService:
     return AuditService(session)
 
 

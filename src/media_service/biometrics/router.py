@@ -28,7 +28,7 @@ _PROBLEMS: dict[int | str, dict[str, str]] = {
 }
 
 
-def biometrics_service(session: SessionDep, state: StateDep) -> BiometricsService:
+async def biometrics_service(session: SessionDep, state: StateDep) -> BiometricsService:
     return BiometricsService(session, state)
 
 

@@ -34,21 +34,21 @@ MULTIPART_OVERHEAD = 64 * 1024
 MAX_IDEMPOTENCY_KEY = 255
 
 
-def media_service(session: SessionDep, state: StateDep) -> MediaService:
+async def media_service(session: SessionDep, state: StateDep) -> MediaService:
     return MediaService(session, state.blobs, state.settings, state.signer)
 
 
 ServiceDep = Annotated[MediaService, Depends(media_service)]
 
 
-def upload_service(session: SessionDep, state: StateDep) -> UploadService:
+async def upload_service(session: SessionDep, state: StateDep) -> UploadService:
     return UploadService(session, state.blobs, state.settings)
 
 
 UploadServiceDep = Annotated[UploadService, Depends(upload_service)]
 
 
-def version_service(session: SessionDep, state: StateDep) -> VersionService:
+async def version_service(session: SessionDep, state: StateDep) -> VersionService:
     return VersionService(session, state)
 
 

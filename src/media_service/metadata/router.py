@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/v1/media/metadata", tags=["metadata"])
 MAX_PAGE = 500
 
 
-def metadata_service(session: SessionDep, state: StateDep) -> MetadataService:
+async def metadata_service(session: SessionDep, state: StateDep) -> MetadataService:
     return MetadataService(session, state)
 
 

@@ -24,7 +24,7 @@ MAX_PAGE = 200
 MAX_ITEMS_PAGE = 500
 
 
-def playlist_service(session: SessionDep, state: StateDep) -> PlaylistService:
+async def playlist_service(session: SessionDep, state: StateDep) -> PlaylistService:
     return PlaylistService(session, state)
 
 

@@ -14,7 +14,7 @@ from media_service.privacy.export import ExportService, archive_stream
 router = APIRouter(prefix="/api/v1/media/users", tags=["privacy"])
 
 
-def export_service(session: SessionDep, state: StateDep) -> ExportService:
+async def export_service(session: SessionDep, state: StateDep) -> ExportService:
     return ExportService(session, state)
 
 

@@ -16,7 +16,7 @@ users = APIRouter(prefix="/api/v1/media/users", tags=["privacy"])
 erasures = APIRouter(prefix="/api/v1/media/erasures", tags=["privacy"])
 
 
-def erasure_service(session: SessionDep, state: StateDep) -> ErasureService:
+async def erasure_service(session: SessionDep, state: StateDep) -> ErasureService:
     return ErasureService(session, state)
 
 

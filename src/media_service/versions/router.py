@@ -31,7 +31,7 @@ MAX_JSON_BODY = 64 * 1024
 _CREATE: TypeAdapter[StyledVersionCreate | AiVersionCreate] = TypeAdapter(VersionCreate)
 
 
-def version_service(session: SessionDep, state: StateDep) -> VersionService:
+async def version_service(session: SessionDep, state: StateDep) -> VersionService:
     return VersionService(session, state)
 
 
