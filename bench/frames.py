@@ -454,6 +454,19 @@ class Connection:
         return status, found, length
 
 
+async def feeds_built(port: int) -> float:
+    """How many feeds the server has built rather than served from its kept ones (its
+    ``/metrics``; with several server processes, the one that answers)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+    text = (await reader.read()).decode()
+    writer.close()
+    for line in text.splitlines():
+        if line.startswith('media_frame_feeds_total{source="built"}'):
+            return float(line.rsplit(" ", 1)[1])
+    raise RuntimeError("the server's /metrics has no media_frame_feeds_total")
+
+
 def _busy(times: Any) -> float:
     return float(times.user + times.system)
 
@@ -538,6 +551,7 @@ async def run_load(config: dict[str, Any]) -> list[dict[str, Any]]:
         phase = Phase(spec, tokens)
         cpu = (_tree_cpu(server), _tree_cpu(postgres), _busy(os.times()))
         reconnects = sum(connection.reconnects for connection in connections)
+        built = await feeds_built(config["port"])
         started = time.perf_counter()
         await asyncio.gather(*(
             _lane(phase, connections[n], frames, phase.period * n / len(phase.lanes), etags,
@@ -551,6 +565,7 @@ async def run_load(config: dict[str, Any]) -> list[dict[str, Any]]:
             "late": phase.late, "server_cpu": _used(cpu[0], server),
             "postgres_cpu": _used(cpu[1], postgres), "client_cpu": _busy(os.times()) - cpu[2],
             "reconnects": sum(c.reconnects for c in connections) - reconnects,
+            "built": await feeds_built(config["port"]) - built,
         })  # fmt: skip
     for connection in connections:
         if connection.writer is not None:
@@ -652,9 +667,9 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
           f"{args.period:g} s; closed: back to back)\n")  # fmt: skip
     print(
         "| case | mode | requests | statuses | req/s | p50 ms | p99 ms | max ms | "
-        "body B | server CPU % | PostgreSQL CPU % | client CPU % |"
+        "body B | feeds built | server CPU % | PostgreSQL CPU % | client CPU % |"
     )
-    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for result in results:
         if not result["measured"]:
             continue
@@ -667,12 +682,14 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
         flag = "" if p99 < TARGET_P99_MS or result["mode"] == "closed" else " ✗"
         print(f"| {result['name']} | {result['mode']} | {requests:,} | {statuses} "
               f"| {requests / wall:,.0f} | {percentile(values, 50):.1f} | {p99:.1f}{flag} "
-              f"| {max(values):.1f} | {body:,.0f} | {cpu[0]:.0f} | {cpu[1]:.0f} "
+              f"| {max(values):.1f} | {body:,.0f} | {result['built']:,.0f} | {cpu[0]:.0f} "
+              f"| {cpu[1]:.0f} "
               f"| {cpu[2]:.0f} |")  # fmt: skip
     late = sum(r["late"] for r in results if r["measured"] and r["mode"] != "closed")
     again = sum(r["reconnects"] for r in results if r["measured"])
     print(
-        f"\nCPU % is of one core (200% = both). Paced requests sent > 5 ms late: {late}; "
+        f"\nCPU % is of one core (200% = both). Feeds built: not served from the server's kept "
+        f"feeds (of the process that answered /metrics). Paced requests sent > 5 ms late: {late}; "
         f"connections the server had closed (idle > 5 s), opened again: {again}."
     )
 
