@@ -7,6 +7,11 @@ PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
+# Some machines set PYTHONDONTWRITEBYTECODE=1; then every Python process (each test worker,
+# each server the tests start) compiles every module from source again: 4.8 s instead of
+# 2.2 s to import the app here. Let the processes make started keep their bytecode.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: install run test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
