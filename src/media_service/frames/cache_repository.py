@@ -56,14 +56,6 @@ class CacheRepository:
         )
         return (await self.session.execute(statement)).scalars().all()
 
-    async def cached_urls(self, frame_id: str) -> dict[str, tuple[str | None, str]]:
-        """The frame's CACHED photos: photo id → (version id, URL the device fetches)."""
-        statement = select(PhotoCache.photo_id, PhotoCache.version_id, PhotoCache.cached_url).where(
-            PhotoCache.frame_id == frame_id, PhotoCache.cache_status == CACHED
-        )
-        rows = await self.session.execute(statement)
-        return {photo_id: (version, url) for photo_id, version, url in rows.all() if url}
-
     async def of_photos(self, frame_id: str, photo_ids: Sequence[str]) -> dict[str, PhotoCache]:
         statement = select(PhotoCache).where(
             PhotoCache.frame_id == frame_id, PhotoCache.photo_id.in_(photo_ids)

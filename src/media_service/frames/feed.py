@@ -22,9 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.auth.principal import Principal
 from media_service.db.base import utcnow
-from media_service.frames.cache_repository import CacheRepository
-from media_service.frames.feed_inputs import feed_inputs
-from media_service.frames.feed_memo import KeptFeed
+from media_service.frames.feed_inputs import feed_inputs, frame_and_inputs
+from media_service.frames.feed_memo import FeedInputs, KeptFeed
 from media_service.frames.models import (
     Frame,
     Orientation,
@@ -35,9 +34,9 @@ from media_service.frames.photos import PhotoRow
 from media_service.frames.schedules import EPOCH, NowShowing, ScheduleService
 from media_service.frames.schemas import Feed, FeedItem
 from media_service.frames.service import FrameService
+from media_service.ids import is_valid_id
 from media_service.imaging.specs import Fit
 from media_service.media.signing import UrlSigner
-from media_service.playlists.models import Playlist
 from media_service.preprocessing.params import RenditionParams
 from media_service.preprocessing.service import RENDITION_PATH, rendition_query
 from media_service.state import ServiceState
@@ -60,13 +59,12 @@ class FeedService:
         """The frame's feed at ``at`` as JSON, and its ETag (the hash of those bytes:
         serialised once, for both). Unless it is a ``preview`` (another time than now), a
         feed built earlier from the same rows is served again while still valid."""
-        frame = await self.frames.readable(principal, frame_id)
+        if preview or not self.state.feeds.budget:
+            frame = await self.frames.readable(principal, frame_id)
+            await self.frames.seen(principal, frame)
+            return (await self._built(frame, at)).body_and_etag
+        frame, inputs = await self._frame_and_inputs(principal, frame_id)
         await self.frames.seen(principal, frame)
-        if preview:
-            return (await self._built(frame, at)).body_and_etag
-        if not self.state.feeds.budget:
-            return (await self._built(frame, at)).body_and_etag
-        inputs = await feed_inputs(self.session, frame)
         kept = self.state.feeds.get(frame.frame_id, inputs, at)
         if kept is not None:
             return kept.body, kept.etag
@@ -77,6 +75,16 @@ class FeedService:
             kept = KeptFeed(inputs, at, built.valid_until, built.body, built.etag)
             self.state.feeds.put(frame.frame_id, kept)
         return built.body_and_etag
+
+    async def _frame_and_inputs(
+        self, principal: Principal, frame_id: str
+    ) -> tuple[Frame, FeedInputs]:
+        found = None
+        if is_valid_id(frame_id, "frame"):  # else it never reaches SQL
+            found = await frame_and_inputs(self.session, frame_id)
+        frame = self.frames.readable_of(principal, frame_id, None if found is None else found[0])
+        assert found is not None  # readable_of raised otherwise
+        return frame, found[1]
 
     async def _built(self, frame: Frame, at: datetime) -> _Built:
         period = self.state.settings.signed_url_ttl_seconds
@@ -97,12 +105,11 @@ class FeedService:
                         cycle=None, cycle_started_at=None, cycle_ends_at=None,
                         screen=_screen(screen), items=[])  # fmt: skip
         rows = showing.photos[:MAX_FEED_ITEMS]
-        cached = await CacheRepository(self.session).cached_urls(frame.frame_id)
         interval = schedule.rotation_interval
         started = _cycle_start(showing, interval)
         playlist = None
         if schedule.playlist_id is not None:
-            playlist = await self.session.get(Playlist, schedule.playlist_id)
+            playlist = await self.schedules.playlist(schedule.playlist_id)
         return Feed(
             frame_id=frame.frame_id,
             state="ACTIVE",
@@ -118,19 +125,13 @@ class FeedService:
             if rows
             else None,
             screen=_screen(screen),
-            items=[self._item(row, cached, screen, expires) for row in rows],
+            items=[self._item(row, screen, expires) for row in rows],
         )
 
-    def _item(
-        self,
-        row: PhotoRow,
-        cached: dict[str, tuple[str | None, str]],
-        screen: tuple[int, int],
-        expires: int,
-    ) -> FeedItem:
-        entry = cached.get(row.photo_id)
-        if entry is not None and entry[0] == row.version_id:
-            return FeedItem(photo_id=row.photo_id, version_id=row.version_id, url=entry[1],
+    def _item(self, row: PhotoRow, screen: tuple[int, int], expires: int) -> FeedItem:
+        cached_url = row.cached_copy_url
+        if cached_url is not None:
+            return FeedItem(photo_id=row.photo_id, version_id=row.version_id, url=cached_url,
                             cached=True)  # fmt: skip
         base = (self.state.settings.public_url or "").rstrip("/")
         url = _signed_rendition_url(self.state.signer, base, row.photo_id, screen, expires)

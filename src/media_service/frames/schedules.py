@@ -31,6 +31,7 @@ from media_service.frames.schemas import (
 from media_service.frames.service import FrameService
 from media_service.ids import is_valid_id, new_id
 from media_service.media.service import MediaService
+from media_service.playlists.models import Playlist
 from media_service.playlists.policy import owner_of
 from media_service.playlists.service import PlaylistService
 from media_service.state import ServiceState
@@ -69,6 +70,11 @@ class ScheduleService:
         self.repository = FrameRepository(session)
         self.frames = FrameService(session, state)
         self.playlists = PlaylistPhotos(session)
+        # Held for the unit of work: the session's identity map keeps rows only weakly, so a
+        # playlist read for its photos was read again for its transition, and a memories
+        # schedule read its photos twice (to evaluate it, then to show them).
+        self._playlists: dict[str, Playlist | None] = {}
+        self._rows: dict[tuple[str, str], list[PhotoRow]] = {}
 
     # -- read ------------------------------------------------------------------------------------
 
@@ -200,28 +206,43 @@ class ScheduleService:
     async def _candidates(
         self, frame: Frame, schedule: RotationSchedule, at: datetime
     ) -> list[PhotoRow]:
-        rows = await self._playlist_rows(schedule.playlist_id)
+        rows = await self._playlist_rows(schedule)
         if not _has_memories(schedule):
             return rows
         today = at.astimezone(ZoneInfo(frame.time_zone)).date()
         memories = [row for row in rows if _memory_of(row, today)]
         return memories or rows  # "on this day" shows that day's photos when it has any
 
-    async def _playlist_rows(self, playlist_id: str | None) -> list[PhotoRow]:
+    async def playlist(self, playlist_id: str) -> Playlist | None:
+        """The playlist a schedule shows, read once per unit of work."""
+        if playlist_id not in self._playlists:
+            self._playlists[playlist_id] = await self.playlists.playlist(playlist_id)
+        return self._playlists[playlist_id]
+
+    async def _playlist_rows(self, schedule: RotationSchedule) -> list[PhotoRow]:
+        """The photos ``schedule`` shows, each with its frame's cached copy, if any."""
+        playlist_id = schedule.playlist_id
         if playlist_id is None or not is_valid_id(playlist_id, "pl"):
             return []
-        playlist = await self.playlists.playlist(playlist_id)
+        key = (playlist_id, schedule.frame_id)
+        if key not in self._rows:
+            self._rows[key] = await self._read_playlist_rows(playlist_id, schedule.frame_id)
+        return self._rows[key]
+
+    async def _read_playlist_rows(self, playlist_id: str, frame_id: str) -> list[PhotoRow]:
+        playlist = await self.playlist(playlist_id)
         if playlist is None:
             return []  # deleted since: nothing to show
         media = MediaService(self.session, self.state.blobs, self.state.settings, self.state.signer)
-        return await self.playlists.photos(playlist_id, media.readable_clause(owner_of(playlist)))
+        visible = media.readable_clause(owner_of(playlist))
+        return await self.playlists.photos(playlist_id, visible, frame_id)
 
     async def _rule(self, schedule: RotationSchedule, year: int) -> Rule | None:
         if not schedule.is_active:
             return None
         memories: frozenset[MonthDay] = frozenset()
         if _has_memories(schedule):
-            rows = await self._playlist_rows(schedule.playlist_id)
+            rows = await self._playlist_rows(schedule)
             memories = frozenset(
                 (row.taken_at.month, row.taken_at.day)
                 for row in rows

@@ -63,10 +63,15 @@ class FrameService:
 
     async def readable(self, principal: Principal, frame_id: str) -> Frame:
         """The frame if ``principal`` may read it; 404 otherwise."""
-        frame = await self._find(frame_id)
-        if frame is None or not policy.may_read(principal, frame):
+        return self.readable_of(principal, frame_id, await self._find(frame_id))
+
+    @staticmethod
+    def readable_of(principal: Principal, frame_id: str, found: Frame | None) -> Frame:
+        """``found`` (the frame read for ``frame_id``, if any) if ``principal`` may read
+        it; 404 otherwise."""
+        if found is None or not policy.may_read(principal, found):
             raise NotFound(f"no frame {frame_id[:60]!r}")
-        return frame
+        return found
 
     async def writable(self, principal: Principal, frame_id: str) -> Frame:
         """The frame if ``principal`` may change it; 404 or 403 otherwise."""
