@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import null, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from media_service.db.base import utcnow
 from media_service.preprocessing.models import MediaAnalysis, StoredRendition
 
 _CHUNK = 500  # ids per IN list (well under every driver's parameter limit)
@@ -30,9 +33,35 @@ class PreprocessingRepository:
     async def rendition(self, file_id: str, name: str) -> StoredRendition | None:
         return await self.session.get(StoredRendition, (file_id, name))
 
-    async def save_analysis(self, analysis: MediaAnalysis) -> MediaAnalysis:
-        """Insert or replace the file's analysis row."""
-        return await self.session.merge(analysis)
+    async def save_analysis(
+        self,
+        file_id: str,
+        values: Mapping[str, Any],
+        *,
+        created_with: Mapping[str, Any] | None = None,
+    ) -> MediaAnalysis:
+        """Write ``values`` (and ``analysed_at``: now, unless given) into the file's analysis
+        row; a new row also gets ``created_with``. The row as stored.
+
+        One ``INSERT ... ON CONFLICT DO UPDATE``: the preprocess job and face detection may
+        both find no row and insert the first one. The second then waits for the first to
+        commit and updates its row, instead of failing on the primary key. Columns not in
+        ``values`` keep what is stored (the job's analysis and the detected faces are
+        written by different writers)."""
+        changes = {"analysed_at": utcnow(), **values}
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(MediaAnalysis).values(
+            {**(created_with or {}), **changes, "file_id": file_id}
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[MediaAnalysis.file_id],
+            set_={name: statement.excluded[name] for name in changes},
+        )
+        # populate_existing: a copy of the row this session already holds is refreshed.
+        returning = statement.returning(MediaAnalysis).execution_options(populate_existing=True)
+        row: MediaAnalysis = (await self.session.execute(returning)).scalar_one()
+        return row
 
     async def save_rendition(self, rendition: StoredRendition) -> None:
         """Insert or replace one named rendition."""

@@ -209,7 +209,7 @@ class PreprocessingService:
         repository = PreprocessingRepository(session)
         for name, rendered in zip(self.stored_specs(), outcome.renditions, strict=True):
             await repository.save_rendition(_rendition_row(file, name, rendered))
-        await repository.save_analysis(_analysis_row(file, outcome))
+        await repository.save_analysis(file.file_id, _analysis_values(file, outcome))
         return True
 
     async def record_failure(self, file: MediaFile, error: ImagingError) -> None:
@@ -218,13 +218,8 @@ class PreprocessingService:
             if await self._media(session).find(file.file_id) is None:
                 return
             await PreprocessingRepository(session).save_analysis(
-                MediaAnalysis(
-                    file_id=file.file_id,
-                    status="failed",
-                    error_code=error.code,
-                    error=str(error)[:2000],
-                    analysed_at=utcnow(),
-                )
+                file.file_id,
+                {"status": "failed", "error_code": error.code, "error": str(error)[:2000]},
             )
 
     # -- what was stored -----------------------------------------------------------------------
@@ -325,16 +320,14 @@ class PreprocessingService:
         return faces
 
     async def save_faces(self, session: AsyncSession, file_id: str, faces: list[Face]) -> None:
-        """Keep detected faces with the file's analysis (creating the row if needed)."""
-        repository = PreprocessingRepository(session)
+        """Keep detected faces with the file's analysis (creating the row if needed: the
+        rest of the analysis is then ``pending`` until the preprocess job writes it)."""
         if await self._media(session).find(file_id) is None:
             return  # deleted meanwhile
-        analysis = await repository.analysis(file_id) or MediaAnalysis(
-            file_id=file_id, status="pending"
+        found = {"faces": [face.to_dict() for face in faces], "faces_detected_at": utcnow()}
+        await PreprocessingRepository(session).save_analysis(
+            file_id, found, created_with={"status": "pending"}
         )
-        analysis.faces = [face.to_dict() for face in faces]
-        analysis.faces_detected_at = utcnow()
-        await repository.save_analysis(analysis)
 
     async def face_crop(
         self, file: MediaFile, index: int, size: int, fmt: OutputFormat
@@ -476,20 +469,19 @@ def _rendition_row(file: MediaFile, name: str, rendered: Rendered) -> StoredRend
     )
 
 
-def _analysis_row(file: MediaFile, outcome: pipeline.Preprocessed) -> MediaAnalysis:
-    return MediaAnalysis(
-        file_id=file.file_id,
-        status="done",
-        error_code=None,
-        error=None,
-        source_format=outcome.source_format,
-        width=outcome.width,
-        height=outcome.height,
-        frames=outcome.frames,
-        orientation=outcome.orientation,
-        duration_seconds=outcome.duration_seconds,
-        video_codec=outcome.video_codec,
-        page_count=outcome.page_count,
-        poster_key=poster_key(file.file_id) if outcome.poster is not None else None,
-        analysed_at=utcnow(),
-    )
+def _analysis_values(file: MediaFile, outcome: pipeline.Preprocessed) -> dict[str, Any]:
+    """The preprocess job's columns of the analysis row (the faces are not among them)."""
+    return {
+        "status": "done",
+        "error_code": None,
+        "error": None,
+        "source_format": outcome.source_format,
+        "width": outcome.width,
+        "height": outcome.height,
+        "frames": outcome.frames,
+        "orientation": outcome.orientation,
+        "duration_seconds": outcome.duration_seconds,
+        "video_codec": outcome.video_codec,
+        "page_count": outcome.page_count,
+        "poster_key": poster_key(file.file_id) if outcome.poster is not None else None,
+    }
