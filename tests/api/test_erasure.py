@@ -431,6 +431,12 @@ async def test_two_runs_of_one_erasure_at_once_count_each_thing_once(
     photos = [await upload(client, person(stack), jpeg(seed)) for seed in range(4)]
     for file_id in photos:
         await processed(client, stack, file_id)
+        # processed() does not wait for the original version (file.uploaded's consumer):
+        # asking for the versions records it now, before the count below.
+        versions = await client.get(
+            f"/api/v1/media/photos/{file_id}/versions", headers=admin(stack)
+        )
+        assert versions.status_code == 200 and versions.json()["current_version_id"]
     screen = {"time_zone": "UTC", "screen_width": 320, "screen_height": 240}
     for name in ("Desk", "Hall"):
         await create(client, FRAMES, person(stack), name=name, **screen)

@@ -113,6 +113,12 @@ async def test_every_change_to_what_a_feed_shows_reaches_the_next_poll(
     schedule_id = await one_hour_schedule(client, headers, frame_id, playlist_id)
     token = device(stack, frame_id)
     feed = await versions_recorded(client, token, frame_id)
+    # The other playlist's photos are shown from "schedule of more priority" on: their
+    # originals too must not be recorded between two polls.
+    others = (await client.get(f"{PL}/{other_playlist}", headers=headers)).json()["photo_ids"]
+    assert len(others) == 2
+    for photo_id in others:
+        await original_recorded(client, headers, photo_id)
     extra = await upload(client, headers, 20)
     await original_recorded(client, headers, extra)
     photos = [item["photo_id"] for item in feed["items"]]

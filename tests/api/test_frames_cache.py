@@ -23,8 +23,9 @@ from media_service.db.uow import unit_of_work
 from media_service.events.models import OutboxMessage
 from media_service.frames import cache
 from media_service.frames.cache_jobs import FrameCacheLoop, Precache
+from media_service.frames.cache_repository import CacheRepository
 from media_service.frames.cache_states import CachePolicy
-from media_service.frames.models import PhotoCache
+from media_service.frames.models import Frame, PhotoCache
 from media_service.storage import BlobInfo, BlobStore, ByteRange, StorageUnavailable
 
 from conftest import Stack
@@ -160,13 +161,27 @@ async def test_a_run_caches_the_upcoming_photos_for_the_frame(
 
 async def test_hits_are_counted_and_exported(client: httpx.AsyncClient, stack: Stack) -> None:
     frame_id, photos = await showing(client, stack, 2)
+    # The miss needs an entry that is not CACHED yet, but the pre-cache job a POST queues
+    # may cache it before the next request. So the entry is made PENDING here (of the
+    # photo's current version, as a POST would make it), the miss counted, and only then
+    # POSTed: that returns the same entry and queues the job.
+    versions = await client.get(f"/api/v1/media/photos/{photos[0]}/versions", headers=owner(stack))
+    assert versions.status_code == 200 and versions.json()["current_version_id"], versions.text
+    async with unit_of_work(stack.state.sessions) as session:
+        frame = await session.get(Frame, frame_id)
+        assert frame is not None
+        pending = cache.new_entry(
+            frame, photos[0], versions.json()["current_version_id"], CachePolicy(), utcnow()
+        )
+        await CacheRepository(session).insert_pending([pending])
+    cache_id = pending["cache_id"]
+    hit = f"{CACHE}/{cache_id}/hit"
+    assert (await client.put(hit, headers=device(stack, frame_id))).status_code == 204  # a miss
     created = await client.post(
         CACHE, headers=owner(stack), json={"frame_id": frame_id, "photo_id": photos[0]}
     )
     assert created.status_code == 201 and created.json()["cache_status"] == "PENDING"
-    cache_id = created.json()["cache_id"]
-    hit = f"{CACHE}/{cache_id}/hit"
-    assert (await client.put(hit, headers=device(stack, frame_id))).status_code == 204  # a miss
+    assert created.json()["cache_id"] == cache_id and created.json()["miss_count"] == 1
     await Precache(stack.state, CachePolicy(keep_count=2)).run(frame_id)
     # The POST queued a pre-cache job too; whichever run claimed the entry, wait for it.
     entry = f"{CACHE}/{cache_id}"
@@ -271,6 +286,11 @@ async def test_lru_eviction_keeps_the_recently_used_within_budget(
 ) -> None:
     frame_id, _ = await showing(client, stack, 3)
     await Precache(stack.state, CachePolicy(keep_count=3)).run(frame_id)
+    # The job the schedule queued may still be downloading an entry it claimed first; only
+    # CACHED entries are evicted, so wait for all three.
+    async with asyncio.timeout(30):
+        while {i["cache_status"] for i in await entries(client, stack, frame_id)} != {"CACHED"}:
+            await asyncio.sleep(0.05)
     items = await entries(client, stack, frame_id)
     assert len(items) == 3
     used = [items[2]["cache_id"], items[1]["cache_id"]]  # the newest use last
@@ -324,7 +344,12 @@ async def test_a_new_current_version_or_deletion_invalidates(
     assert (await client.delete(f"{FILES}/{photos[1]}", headers=owner(stack))).status_code == 204
     for _ in range(200):  # the consumers run after the events are relayed
         items = {i["photo_id"]: i for i in await entries(client, stack, frame_id)}
-        if photos[1] not in items and items[photos[0]]["cache_status"] == "EXPIRED":
+        if (
+            photos[1] not in items
+            and items[photos[0]]["cache_status"] == "EXPIRED"
+            # the file goes after the expiry's commit
+            and await stack.state.blobs.head(_key(by_photo[photos[0]], frame_id)) is None
+        ):
             break
         await asyncio.sleep(0.05)
     assert photos[1] not in items and items[photos[0]]["cache_status"] == "EXPIRED"
