@@ -70,6 +70,8 @@ async def start_background(state: ServiceState) -> None:
     await Worker(state.bus, state.sessions, registry).start()
     state.relay.start()
     state.housekeeping.start()
+    state.seen.start()
+    state.loops.append(state.seen)
     rounds = frame_cache.FrameCacheLoop(
         state, interval=state.settings.frame_precache_interval_seconds
     )

@@ -19,6 +19,7 @@ from media_service.db.engine import (
 )
 from media_service.events import EventBus, OutboxRelay, open_event_bus, wake_on_commit
 from media_service.frames.feed_memo import FeedMemo
+from media_service.frames.seen import SeenFrames
 from media_service.housekeeping import Housekeeping
 from media_service.imaging.pool import ImagingPool, shared_pool
 from media_service.media.signing import UrlSigner, derive_signing_key, parse_signing_keys
@@ -49,6 +50,8 @@ class ServiceState:
     relay: OutboxRelay
     housekeeping: Housekeeping
     imaging: ImagingPool
+    # Frames' last-seen times noted by their polls, written every few seconds.
+    seen: SeenFrames
     # Per process: identical renders in flight run once; counts of renders by kind.
     flights: SingleFlight[Any] = field(default_factory=SingleFlight)
     render_counts: Counter[str] = field(default_factory=Counter)
@@ -95,6 +98,7 @@ class ServiceState:
             housekeeping=Housekeeping(sessions, settings),
             # One pool per process, shared by every app in it (tests build many).
             imaging=shared_pool(settings.imaging_workers),
+            seen=SeenFrames(sessions),
             feeds=FeedMemo(settings.feed_memory_bytes),
         )
 

@@ -413,6 +413,7 @@ async def test_feed_of_a_frame_with_no_schedule_sleeps(
     body = response.json()
     assert body["state"] == "SLEEP" and body["items"] == []
     assert body["next_change_at"] is None and body["schedule_id"] is None
+    await stack.state.seen.flush()  # the loop would, within seconds (test_frames_seen.py)
     seen = (await client.get(f"{FRAMES}/{frame_id}", headers=owner(stack))).json()
     assert seen["last_seen_at"] is not None  # the device's poll is noted
 

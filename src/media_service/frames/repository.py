@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.frames.models import Frame, RotationSchedule
@@ -42,12 +42,6 @@ class FrameRepository:
             .order_by(Frame.frame_id)
         )
         return (await self.session.execute(statement)).scalars().all()
-
-    async def touch(self, frame_id: str, at: datetime) -> None:
-        """Record that the frame was seen at ``at``."""
-        await self.session.execute(
-            update(Frame).where(Frame.frame_id == frame_id).values(last_seen_at=at)
-        )
 
     async def active_since(self, since: datetime) -> Sequence[Frame]:
         """Frames seen (or registered) at ``since`` or later."""

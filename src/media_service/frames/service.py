@@ -127,8 +127,7 @@ class FrameService:
         now = utcnow()
         last = frame.last_seen_at
         if policy.is_device_of(principal, frame) and (last is None or now - last > SEEN_RESOLUTION):
-            await self.repository.touch(frame.frame_id, now)
-            frame.last_seen_at = now
+            self.state.seen.note(frame.frame_id, now)  # written within seconds (``seen.py``)
 
     async def _find(self, frame_id: str) -> Frame | None:
         if not is_valid_id(frame_id, "frame"):

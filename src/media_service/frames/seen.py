@@ -1,0 +1,107 @@
+"""When each frame's device last asked for something (``frames.last_seen_at``).
+
+Polls note the time in memory; a loop writes the notes of every frame in one statement
+every few seconds, and once more when the process stops. A poll therefore stays a
+read-only transaction: writing the row from the poll itself was a writing transaction per
+frame and minute (17 a second for 1,000 frames) and one for every first poll after a
+start, when a fleet's frames all come back at once. ``last_seen_at`` has a resolution of a
+minute anyway (``service.SEEN_RESOLUTION``); it now reaches the database within
+``FLUSH_SECONDS`` of the poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime
+from typing import cast
+
+import structlog
+from sqlalchemy import Table, bindparam, or_, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from media_service.db.uow import unit_of_work
+from media_service.events.bus import describe_error
+from media_service.frames.models import Frame
+from media_service.tasks import stop_gracefully
+
+FLUSH_SECONDS = 5.0
+
+log = structlog.get_logger(__name__)
+
+_FRAMES = cast(Table, Frame.__table__)
+# One statement for a batch (executemany); a note older than the stored time (another
+# process wrote a later one) changes nothing.
+_TOUCH = (
+    update(_FRAMES)
+    .where(
+        _FRAMES.c.frame_id == bindparam("seen_frame_id"),
+        or_(_FRAMES.c.last_seen_at.is_(None), _FRAMES.c.last_seen_at < bindparam("seen_at")),
+    )
+    .values(last_seen_at=bindparam("seen_at"))
+)
+
+
+class SeenFrames:
+    """Last-seen times noted by polls, written in batches."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], interval: float = FLUSH_SECONDS
+    ) -> None:
+        self._sessions = sessions
+        self.interval = interval
+        self._notes: dict[str, datetime] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    def note(self, frame_id: str, at: datetime) -> None:
+        """Remember that ``frame_id``'s device asked for something at ``at``."""
+        self._notes[frame_id] = at
+
+    def noted(self, frame_id: str) -> datetime | None:
+        """The time noted for ``frame_id`` and not written yet, if any."""
+        return self._notes.get(frame_id)
+
+    async def flush(self) -> int:
+        """Write every note now; how many. Notes that could not be written are kept for
+        the next try (a later note of the same frame wins)."""
+        if not self._notes:
+            return 0
+        batch, self._notes = self._notes, {}
+        try:
+            async with unit_of_work(self._sessions) as session:
+                await session.execute(
+                    _TOUCH, [{"seen_frame_id": k, "seen_at": at} for k, at in batch.items()]
+                )
+        except BaseException:
+            self._notes = {**batch, **self._notes}
+            raise
+        return len(batch)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stop.clear()
+            self._task = asyncio.create_task(self._run(), name="frames-seen")
+
+    async def stop(self) -> None:
+        """Stop the loop and write what is left."""
+        task, self._task = self._task, None
+        if task is not None:
+            await stop_gracefully(task, self._stop.set)
+        try:
+            await self.flush()
+        except Exception as exc:  # the database is away: the times are lost, not the data
+            log.warning("frames_seen_not_written", error=describe_error(exc))
+
+    async def _run(self) -> None:
+        while not await self._stopped_within(self.interval):
+            try:
+                await self.flush()
+            except Exception as exc:  # the database is away: the notes wait for the next round
+                log.warning("frames_seen_not_written", error=describe_error(exc))
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
+        return self._stop.is_set()
