@@ -10,8 +10,6 @@ Orphan objects left by crashes need a listing of the whole store and stay with
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import timedelta
 
 import structlog
@@ -21,10 +19,9 @@ from media_service.audit.service import purge_audit_events
 from media_service.config import Settings
 from media_service.db.base import utcnow
 from media_service.db.uow import unit_of_work
-from media_service.events.bus import describe_error
 from media_service.events.retention import purge_event_history
 from media_service.media.repository import MediaFileRepository
-from media_service.tasks import stop_gracefully
+from media_service.periodic import PeriodicLoop
 
 log = structlog.get_logger(__name__)
 
@@ -43,19 +40,19 @@ class Housekeeping:
     ) -> None:
         self._sessions = sessions
         self._settings = settings
-        self._first_run_delay = first_run_delay
-        self._task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
+        self._loop = PeriodicLoop(
+            "housekeeping",
+            self.run_once,
+            lambda: settings.housekeeping_interval_seconds,
+            failure_event="housekeeping_failed",
+            first_delay=first_run_delay,
+        )
 
     def start(self) -> None:
-        if self._task is None:
-            self._stop.clear()
-            self._task = asyncio.create_task(self._run(), name="housekeeping")
+        self._loop.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            await stop_gracefully(task, self._stop.set)
+        await self._loop.stop()
 
     async def run_once(self) -> None:
         """Forget expired event history, idempotency keys and audit entries."""
@@ -68,21 +65,6 @@ class Housekeeping:
         forgotten = await purge_audit_events(self._sessions, audit_retention)
         if forgotten:
             log.info("audit_events_expired", count=forgotten)
-
-    async def _run(self) -> None:
-        delay = self._first_run_delay
-        while not await self._stopped_within(delay):
-            try:
-                await self.run_once()
-            except Exception as exc:  # the database is away: try again next time
-                log.warning("housekeeping_failed", error=describe_error(exc))
-            delay = self._settings.housekeeping_interval_seconds
-
-    async def _stopped_within(self, seconds: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stop.wait()
-        return self._stop.is_set()
 
 
 async def expire_idempotency_keys(

@@ -10,8 +10,6 @@ Runs come from the ``media.frame-precache`` job (enqueued by ``POST /cache`` and
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +22,6 @@ from media_service.db.base import utcnow
 from media_service.db.uow import after_commit, on_rollback, unit_of_work
 from media_service.errors import MediaError
 from media_service.events import MediaCacheReady, record_event
-from media_service.events.bus import describe_error
 from media_service.frames import cache
 from media_service.frames.cache_repository import CacheRepository, Claimed
 from media_service.frames.cache_states import (
@@ -43,12 +40,12 @@ from media_service.frames.schedules import ScheduleService
 from media_service.imaging.specs import Fit
 from media_service.jobs import JobContext, JobHandler, enqueue, job
 from media_service.media.service import MediaService
+from media_service.periodic import PeriodicLoop
 from media_service.preprocessing.params import RenditionParams
 from media_service.preprocessing.service import PreprocessingService
 from media_service.preprocessing.sources import put_bytes
 from media_service.state import ServiceState
 from media_service.storage import BlobStoreError
-from media_service.tasks import stop_gracefully
 from media_service.versions.models import PhotoVersion
 from media_service.versions.service import VersionService
 
@@ -272,19 +269,19 @@ class FrameCacheLoop:
     ) -> None:
         self.state = state
         self.interval = interval
-        self.first_delay = first_delay
-        self._task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
+        self._loop = PeriodicLoop(
+            "frame-cache",
+            self.run_once,
+            lambda: self.interval,
+            failure_event="frame_cache_round_failed",
+            first_delay=first_delay,
+        )
 
     def start(self) -> None:
-        if self._task is None:
-            self._stop.clear()
-            self._task = asyncio.create_task(self._run(), name="frame-cache")
+        self._loop.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            await stop_gracefully(task, self._stop.set)
+        await self._loop.stop()
 
     async def run_once(self, now: datetime | None = None) -> int:
         """Enqueue this round's runs; how many frames."""
@@ -303,18 +300,3 @@ class FrameCacheLoop:
                     job_id=f"precache-{frame.frame_id}-{round_id}",
                 )
         return len(frames)
-
-    async def _run(self) -> None:
-        delay = self.first_delay
-        while not await self._stopped_within(delay):
-            try:
-                await self.run_once()
-            except Exception as exc:  # the database is away: try again next round
-                log.warning("frame_cache_round_failed", error=describe_error(exc))
-            delay = self.interval
-
-    async def _stopped_within(self, seconds: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stop.wait()
-        return self._stop.is_set()

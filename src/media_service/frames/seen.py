@@ -11,8 +11,6 @@ minute anyway (``service.SEEN_RESOLUTION``); it now reaches the database within
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from datetime import datetime
 from typing import cast
 
@@ -23,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from media_service.db.uow import unit_of_work
 from media_service.events.bus import describe_error
 from media_service.frames.models import Frame
-from media_service.tasks import stop_gracefully
+from media_service.periodic import PeriodicLoop
 
 FLUSH_SECONDS = 5.0
 
@@ -49,10 +47,10 @@ class SeenFrames:
         self, sessions: async_sessionmaker[AsyncSession], interval: float = FLUSH_SECONDS
     ) -> None:
         self._sessions = sessions
-        self.interval = interval
         self._notes: dict[str, datetime] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
+        self._loop = PeriodicLoop(
+            "frames-seen", self.flush, lambda: interval, failure_event="frames_seen_not_written"
+        )
 
     def note(self, frame_id: str, at: datetime) -> None:
         """Remember that ``frame_id``'s device asked for something at ``at``."""
@@ -79,29 +77,13 @@ class SeenFrames:
         return len(batch)
 
     def start(self) -> None:
-        if self._task is None:
-            self._stop.clear()
-            self._task = asyncio.create_task(self._run(), name="frames-seen")
+        """Write the notes every interval (a failed round keeps them for the next)."""
+        self._loop.start()
 
     async def stop(self) -> None:
-        """Stop the loop and write what is left."""
-        task, self._task = self._task, None
-        if task is not None:
-            await stop_gracefully(task, self._stop.set)
+        """Stop the rounds and write what is left."""
+        await self._loop.stop()
         try:
             await self.flush()
         except Exception as exc:  # the database is away: the times are lost, not the data
             log.warning("frames_seen_not_written", error=describe_error(exc))
-
-    async def _run(self) -> None:
-        while not await self._stopped_within(self.interval):
-            try:
-                await self.flush()
-            except Exception as exc:  # the database is away: the notes wait for the next round
-                log.warning("frames_seen_not_written", error=describe_error(exc))
-
-    async def _stopped_within(self, seconds: float) -> bool:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stop.wait()
-        return self._stop.is_set()
