@@ -46,6 +46,17 @@ async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterat
         await _run_hooks(session, _AFTER_COMMIT)
 
 
+async def begin_snapshot(session: AsyncSession) -> None:
+    """Begin ``session``'s transaction (before its first statement) as a read-only one in
+    which every statement reads the same snapshot: REPEATABLE READ on PostgreSQL (a
+    read-only transaction there never fails to serialise); on SQLite the session must be a
+    read session (``create_read_session_factory``), whose deferred transaction in WAL mode
+    reads one snapshot from its first statement on."""
+    if session.get_bind().dialect.name == "postgresql":
+        options = {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+        await session.connection(execution_options=options)
+
+
 async def _run_hooks(session: AsyncSession, name: str) -> None:
     hooks: list[Hook] = session.info.pop(name, [])
     session.info.pop(_ON_ROLLBACK if name == _AFTER_COMMIT else _AFTER_COMMIT, None)

@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.auth.principal import Principal
 from media_service.db.base import utcnow
-from media_service.frames.feed_inputs import feed_inputs, frame_and_inputs
+from media_service.db.uow import begin_snapshot
+from media_service.frames.feed_inputs import frame_and_inputs
 from media_service.frames.feed_memo import FeedInputs, KeptFeed
 from media_service.frames.models import (
     Frame,
@@ -45,7 +46,9 @@ MAX_FEED_ITEMS = 500
 
 
 class FeedService:
-    """Builds a frame's feed inside the request's unit of work."""
+    """Builds a frame's feed inside the request's unit of work, which must not have run a
+    statement yet: :meth:`feed` begins it as one read-only snapshot (``begin_snapshot``),
+    so the fingerprint read first describes every row the build reads after it."""
 
     def __init__(self, session: AsyncSession, state: ServiceState) -> None:
         self.session = session
@@ -59,6 +62,7 @@ class FeedService:
         """The frame's feed at ``at`` as JSON, and its ETag (the hash of those bytes:
         serialised once, for both). Unless it is a ``preview`` (another time than now), a
         feed built earlier from the same rows is served again while still valid."""
+        await begin_snapshot(self.session)
         if preview or not self.state.feeds.budget:
             frame = await self.frames.readable(principal, frame_id)
             await self.frames.seen(principal, frame)
@@ -68,12 +72,10 @@ class FeedService:
         kept = self.state.feeds.get(frame.frame_id, inputs, at)
         if kept is not None:
             return kept.body, kept.etag
-        built = await self._built(frame, at)
-        # The build's statements may have seen a change committed after the fingerprint
-        # was read: keep the feed only if the rows were the same before and after it.
-        if await feed_inputs(self.session, frame) == inputs:
-            kept = KeptFeed(inputs, at, built.valid_until, built.body, built.etag)
-            self.state.feeds.put(frame.frame_id, kept)
+        built = await self._built(frame, at)  # from the snapshot the fingerprint describes
+        self.state.feeds.put(
+            frame.frame_id, KeptFeed(inputs, at, built.valid_until, built.body, built.etag)
+        )
         return built.body_and_etag
 
     async def _frame_and_inputs(

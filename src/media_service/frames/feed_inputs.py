@@ -39,37 +39,21 @@ ITEM_COLUMNS = (
 CACHED_COLUMNS = (PhotoCache.photo_id, PhotoCache.version_id, PhotoCache.cached_url)
 
 
-async def feed_inputs(session: AsyncSession, frame: Frame) -> FeedInputs:
-    """The fingerprint of ``frame``'s feed inputs as the database holds them now (one
-    statement)."""
-    result = await session.execute(_INPUTS, {"frame_id": frame.frame_id})
-    return _inputs_of(frame, *result.one())
-
-
 async def frame_and_inputs(session: AsyncSession, frame_id: str) -> tuple[Frame, FeedInputs] | None:
     """The frame and the fingerprint of its feed inputs, in one statement (a kept feed's
     poll then costs one round trip); ``None`` if there is no such frame."""
     row = (await session.execute(_FRAME_AND_INPUTS, {"frame_id": frame_id})).one_or_none()
     if row is None:
         return None
-    frame = row[0]
-    return frame, _inputs_of(frame, *row[1:])
-
-
-def _inputs_of(
-    frame: Frame, schedules: str | None, playlists: str | None, items: str | None,
-    cached: str | None,
-) -> FeedInputs:  # fmt: skip
+    frame, schedules, playlists, items, cached = row
     screen = (frame.screen_width, frame.screen_height, frame.orientation)
-    return FeedInputs((frame.time_zone, *screen), schedules, playlists, items, cached)
+    inputs = FeedInputs((frame.time_zone, *screen), schedules, playlists, items, cached)
+    return frame, inputs
 
 
-_FRAME_ID = bindparam("frame_id", type_=String)
-
-
-def _inputs_statement(*entities: Any) -> Select[Any]:
-    """The four fingerprints as columns, after ``entities`` (then of the frame's row)."""
-    frame_id = _FRAME_ID
+def _inputs_statement() -> Select[Any]:
+    """The frame's row, then the four fingerprints as columns."""
+    frame_id = bindparam("frame_id", type_=String)
     playlist_ids = select(_SCHEDULE.playlist_id).where(_SCHEDULE.frame_id == frame_id)
     schedules = select(_fingerprint(SCHEDULE_COLUMNS)).where(_SCHEDULE.frame_id == frame_id)
     playlists = select(_fingerprint(PLAYLIST_COLUMNS)).where(Playlist.playlist_id.in_(playlist_ids))
@@ -87,9 +71,7 @@ def _inputs_statement(*entities: Any) -> Select[Any]:
         PhotoCache.frame_id == frame_id, PhotoCache.cache_status == CacheStatus.CACHED
     )
     parts = (part.scalar_subquery() for part in (schedules, playlists, items, cached))
-    if not entities:
-        return select(*parts)
-    return select(*entities, *parts).where(Frame.frame_id == frame_id)
+    return select(Frame, *parts).where(Frame.frame_id == frame_id)
 
 
 def _fingerprint(columns: tuple[Any, ...]) -> ColumnElement[str]:
@@ -104,6 +86,5 @@ def _fingerprint(columns: tuple[Any, ...]) -> ColumnElement[str]:
     return func.aggregate_strings(row, ",")
 
 
-# Built once: building them took more CPU than running them.
-_INPUTS = _inputs_statement()
-_FRAME_AND_INPUTS = _inputs_statement(Frame)
+# Built once: building it took more CPU than running it.
+_FRAME_AND_INPUTS = _inputs_statement()

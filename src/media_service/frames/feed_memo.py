@@ -3,16 +3,15 @@ instead of a rebuild.
 
 A feed is a function of rows (the frame, its schedules, their playlists and items, the
 items' files, metadata and current versions, the frame's cached photos) and of the time.
-:func:`feed_inputs.feed_inputs` reads a fingerprint of every row the build reads, in one statement;
-a kept feed is served again only while that fingerprint is unchanged and the time is
-before the first instant at which the time alone would change it (``valid_until``).
-Every replica keeps its own memo and checks the database on every request, so a change
-made through any replica shows on the next poll.
+:func:`feed_inputs.frame_and_inputs` reads the frame with a fingerprint of every row the
+build reads, in one statement; a kept feed is served again only while that fingerprint is
+unchanged and the time is before the first instant at which the time alone would change it
+(``valid_until``). Every replica keeps its own memo and checks the database on every
+request, so a change made through any replica shows on the next poll.
 
-The fingerprint is read before a feed is built and again after it, and the feed is kept
-only if the two are equal: on PostgreSQL each statement of the build reads at its own
-snapshot, so a change committed (and maybe undone) during the build could otherwise leave
-a body built from a mix of rows kept under a fingerprint that does not describe it.
+The poll's transaction reads one snapshot (``db.uow.begin_snapshot``): the build reads
+the rows the fingerprint describes, even if a change commits meanwhile, so the feed it
+builds can be kept under that fingerprint without reading it again.
 """
 
 from __future__ import annotations
