@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, Table, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.frames.models import Frame, RotationSchedule
 
 MAX_FRAMES_LISTED = 500
+
+_FRAMES = cast(Table, Frame.__table__)
+# One statement for many frames (executemany); a time older than the stored one (another
+# process wrote a later one) changes nothing.
+_TOUCH = (
+    update(_FRAMES)
+    .where(
+        _FRAMES.c.frame_id == bindparam("seen_frame_id"),
+        or_(_FRAMES.c.last_seen_at.is_(None), _FRAMES.c.last_seen_at < bindparam("seen_at")),
+    )
+    .values(last_seen_at=bindparam("seen_at"))
+)
 
 
 class FrameRepository:
@@ -26,6 +39,11 @@ class FrameRepository:
     async def delete(self, row: Frame | RotationSchedule) -> None:
         await self.session.delete(row)
         await self.session.flush()
+
+    async def touch(self, seen: Mapping[str, datetime]) -> None:
+        """Record when each frame of ``seen`` (frame id → time) was last seen."""
+        params = [{"seen_frame_id": frame_id, "seen_at": at} for frame_id, at in seen.items()]
+        await self.session.execute(_TOUCH, params)
 
     async def frame(self, frame_id: str) -> Frame | None:
         return await self.session.get(Frame, frame_id)

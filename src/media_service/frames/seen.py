@@ -12,32 +12,18 @@ minute anyway (``service.SEEN_RESOLUTION``); it now reaches the database within
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
 
 import structlog
-from sqlalchemy import Table, bindparam, or_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from media_service.db.uow import unit_of_work
 from media_service.events.bus import describe_error
-from media_service.frames.models import Frame
+from media_service.frames.repository import FrameRepository
 from media_service.periodic import PeriodicLoop
 
 FLUSH_SECONDS = 5.0
 
 log = structlog.get_logger(__name__)
-
-_FRAMES = cast(Table, Frame.__table__)
-# One statement for a batch (executemany); a note older than the stored time (another
-# process wrote a later one) changes nothing.
-_TOUCH = (
-    update(_FRAMES)
-    .where(
-        _FRAMES.c.frame_id == bindparam("seen_frame_id"),
-        or_(_FRAMES.c.last_seen_at.is_(None), _FRAMES.c.last_seen_at < bindparam("seen_at")),
-    )
-    .values(last_seen_at=bindparam("seen_at"))
-)
 
 
 class SeenFrames:
@@ -68,9 +54,7 @@ class SeenFrames:
         batch, self._notes = self._notes, {}
         try:
             async with unit_of_work(self._sessions) as session:
-                await session.execute(
-                    _TOUCH, [{"seen_frame_id": k, "seen_at": at} for k, at in batch.items()]
-                )
+                await FrameRepository(session).touch(batch)  # one statement
         except BaseException:
             self._notes = {**batch, **self._notes}
             raise
