@@ -10,7 +10,7 @@ Runs come from the ``media.frame-precache`` job (enqueued by ``POST /cache`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -139,7 +139,7 @@ class Precache:
         if photo is None:
             return row
         version = await VersionService(session, self.state).ensure_current(photo)
-        return replace(row, version_id=version.version_id, version_number=version.version_number)
+        return row._replace(version_id=version.version_id, version_number=version.version_number)
 
     # -- download --------------------------------------------------------------------------
 

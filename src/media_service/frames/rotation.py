@@ -14,7 +14,8 @@ then the smallest id, so the answer is the same on every replica.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator, Sequence
+import functools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
@@ -154,14 +155,18 @@ def candidates(
     yield from sorted(pending)
 
 
-def utc_instants(on: date, minute: int, zone: tzinfo) -> set[datetime]:
+# Both are pure functions of the date and zone that every frame in a zone asks again (a
+# cold start builds a thousand feeds): remembered.
+@functools.lru_cache(maxsize=8192)
+def utc_instants(on: date, minute: int, zone: tzinfo) -> frozenset[datetime]:
     """The UTC instants at which the wall clock shows ``minute`` on ``on`` (two in a
     repeated hour; in a skipped hour, instants that are filtered out later as no change)."""
     wall = datetime.combine(on, time(minute // 60, minute % 60), tzinfo=zone)
-    return {wall.replace(fold=fold).astimezone(UTC) for fold in (0, 1)}
+    return frozenset(wall.replace(fold=fold).astimezone(UTC) for fold in (0, 1))
 
 
-def clock_changes(on: date, zone: tzinfo) -> Iterable[datetime]:
+@functools.lru_cache(maxsize=2048)
+def clock_changes(on: date, zone: tzinfo) -> tuple[datetime, ...]:
     """The instant the zone's UTC offset changes on local date ``on``, if it does."""
     low = datetime.combine(on, time(0), tzinfo=zone).astimezone(UTC)
     high = datetime.combine(on + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
