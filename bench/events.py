@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import resource
@@ -71,6 +72,7 @@ from media_service.events import (  # noqa: E402
 )
 from media_service.events.consumers import BATCHED_IN_FLIGHT  # noqa: E402
 from media_service.events.nats import EVENTS_STREAM, NatsEventBus  # noqa: E402
+from media_service.runtime import GC_THRESHOLDS  # noqa: E402
 
 from harness.nats import NatsServer, start_nats  # noqa: E402
 from harness.postgres import start_postgres, unique_database_name  # noqa: E402
@@ -583,6 +585,9 @@ def main() -> None:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    # The collector as `serve` and `worker` run it after start-up (runtime.start_background).
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     if args.child:
         asyncio.run(run_child(*args.child))
         return
