@@ -98,7 +98,16 @@ def database_unavailable(exc: BaseException) -> bool:
         return True
     if not isinstance(exc, DBAPIError):
         return False
-    return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    if exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError):
+        return True
+    # asyncpg's errors reach us as a plain DBAPIError carrying the server's SQLSTATE: a
+    # connection exception (08...), a server shutting down or starting up (57P01-57P03),
+    # too many connections (53300).
+    state = str(getattr(exc.orig, "sqlstate", None) or "")
+    return state.startswith("08") or state in _UNAVAILABLE_STATES
+
+
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 
 async def _invalid_key(_: Request, exc: Exception) -> JSONResponse:
