@@ -47,7 +47,7 @@ class KeptFeed:
 
     @property
     def size(self) -> int:
-        """Bytes it holds: the body and the fingerprint's text."""
+        """Bytes it holds: the body and the fingerprint's digests."""
         inputs = self.inputs
         parts = (inputs.schedules, inputs.playlists, inputs.items, inputs.cached)
         return len(self.body) + sum(len(part or "") for part in parts)
