@@ -56,12 +56,14 @@ async def one_hour_schedule(
 
 
 async def versions_recorded(client: httpx.AsyncClient, token: dict[str, str], frame_id: str) -> Any:
-    for _ in range(100):  # the original versions are recorded by a consumer of file.uploaded
-        feed = (await poll(client, token, frame_id)).json()
-        if all(item["version_id"] for item in feed["items"]):
-            return feed
-        await asyncio.sleep(0.05)
-    raise AssertionError("the original versions were not recorded")
+    # The original versions are recorded by a consumer of file.uploaded: on the NATS stack
+    # of a loaded CI machine that can take seconds.
+    async with asyncio.timeout(30):
+        while True:
+            feed = (await poll(client, token, frame_id)).json()
+            if all(item["version_id"] for item in feed["items"]):
+                return feed
+            await asyncio.sleep(0.05)
 
 
 async def original_recorded(

@@ -11,6 +11,7 @@ minute anyway (``service.SEEN_RESOLUTION``); it now reaches the database within
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import structlog
@@ -34,8 +35,11 @@ class SeenFrames:
     ) -> None:
         self._sessions = sessions
         self._notes: dict[str, datetime] = {}
+        # One flush at a time: a flush asked for while the loop's is writing waits for it,
+        # so that when it returns every note taken so far is in the database.
+        self._flushing = asyncio.Lock()
         self._loop = PeriodicLoop(
-            "frames-seen", self.flush, lambda: interval, failure_event="frames_seen_not_written"
+            "frames-seen", self.flush, interval, failure_event="frames_seen_not_written"
         )
 
     def note(self, frame_id: str, at: datetime) -> None:
@@ -49,16 +53,17 @@ class SeenFrames:
     async def flush(self) -> int:
         """Write every note now; how many. Notes that could not be written are kept for
         the next try (a later note of the same frame wins)."""
-        if not self._notes:
-            return 0
-        batch, self._notes = self._notes, {}
-        try:
-            async with unit_of_work(self._sessions) as session:
-                await FrameRepository(session).touch(batch)  # one statement
-        except BaseException:
-            self._notes = {**batch, **self._notes}
-            raise
-        return len(batch)
+        async with self._flushing:
+            if not self._notes:
+                return 0
+            batch, self._notes = self._notes, {}
+            try:
+                async with unit_of_work(self._sessions) as session:
+                    await FrameRepository(session).touch(batch)  # one statement
+            except BaseException:
+                self._notes = {**batch, **self._notes}
+                raise
+            return len(batch)
 
     def start(self) -> None:
         """Write the notes every interval (a failed round keeps them for the next)."""
