@@ -585,7 +585,8 @@ def main() -> None:
         import uvloop
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    # The collector as `serve` and `worker` run it after start-up (runtime.start_background).
+    # The collector's thresholds as `serve` and `worker` set them (runtime.start_background);
+    # frozen here, after the imports, which is less than the service freezes.
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     if args.child:

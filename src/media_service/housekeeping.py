@@ -43,7 +43,7 @@ class Housekeeping:
         self._loop = PeriodicLoop(
             "housekeeping",
             self.run_once,
-            lambda: settings.housekeeping_interval_seconds,
+            settings.housekeeping_interval_seconds,
             failure_event="housekeeping_failed",
             first_delay=first_run_delay,
         )

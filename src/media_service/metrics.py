@@ -324,7 +324,8 @@ class _RenderCollector(Collector):
         in_flight.add_metric([], self._state.flights.in_flight())
         feeds = CounterMetricFamily(
             "media_frame_feeds",
-            "Frame feeds answered (200 or 304), by whether a kept feed was served or one built",
+            "Frame feed polls answered (200 or 304; previews aside), by whether a kept feed was"
+            " served or one built",
             labels=["source"],
         )
         feeds.add_metric(["kept"], self._state.feeds.hits)

@@ -16,7 +16,7 @@ log = structlog.get_logger(__name__)
 
 
 class PeriodicLoop:
-    """Runs ``run_round`` every ``interval()`` seconds, the first time after
+    """Runs ``run_round`` every ``interval`` seconds, the first time after
     ``first_delay`` (default: one interval), until :meth:`stop`. A round that fails is
     logged as ``failure_event`` and tried again next time: the database may be away."""
 
@@ -24,7 +24,7 @@ class PeriodicLoop:
         self,
         name: str,
         run_round: Callable[[], Awaitable[object]],
-        interval: Callable[[], float],
+        interval: float,
         *,
         failure_event: str,
         first_delay: float | None = None,
@@ -50,13 +50,13 @@ class PeriodicLoop:
             await stop_gracefully(task, self._stop.set)
 
     async def _run(self) -> None:
-        delay = self._interval() if self._first_delay is None else self._first_delay
+        delay = self._interval if self._first_delay is None else self._first_delay
         while not await self._stopped_within(delay):
             try:
                 await self._run_round()
             except Exception as exc:
                 log.warning(self._failure_event, error=describe_error(exc))
-            delay = self._interval()
+            delay = self._interval
 
     async def _stopped_within(self, seconds: float) -> bool:
         with contextlib.suppress(TimeoutError):

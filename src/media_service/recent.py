@@ -1,9 +1,10 @@
-"""Values remembered for a short time (a second or so), to spare hot paths a lookup.
+"""Values remembered for a short time, to spare hot paths a lookup.
 
-Used for file records on the rendition path: a frame wall asking for the same photo many
-times a second needs its record once a second, not once a request. The price is that a
-change made elsewhere (a delete, a new owner) is seen up to ``ttl`` seconds late by this
-process; access is still checked on every request against the remembered record.
+Used for file records on the rendition path (a second: a frame wall asking for the same
+photo many times a second needs its record once a second, not once a request; a change
+made elsewhere is seen up to a second late, and access is still checked on every request
+against the remembered record) and for verified bearer tokens (``auth/tokens.py``: up to
+five minutes, never past the token's expiry; tokens are immutable).
 """
 
 from __future__ import annotations

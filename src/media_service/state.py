@@ -61,7 +61,8 @@ class ServiceState:
     recent_files: RecentValues[Any] = field(default_factory=RecentValues)
     # Frames' feeds as last built, served again while their rows and time allow.
     feeds: FeedMemo = field(default_factory=FeedMemo)
-    # Periodic loops of the domains (the frames' pre-cache rounds), stopped with the rest.
+    # Periodic loops of the domains (the frames' pre-cache rounds and last-seen writes),
+    # stopped with the rest.
     loops: list[BackgroundLoop] = field(default_factory=list)
     # Durations the domains measure (AI analysis, playlist queries), for the metrics.
     observations: Observations = field(default_factory=Observations)

@@ -272,7 +272,7 @@ class FrameCacheLoop:
         self._loop = PeriodicLoop(
             "frame-cache",
             self.run_once,
-            lambda: self.interval,
+            interval,
             failure_event="frame_cache_round_failed",
             first_delay=first_delay,
         )

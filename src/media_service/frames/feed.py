@@ -65,10 +65,10 @@ class FeedService:
         await begin_snapshot(self.session)
         if preview or not self.state.feeds.budget:
             frame = await self.frames.readable(principal, frame_id)
-            await self.frames.seen(principal, frame)
+            self.frames.seen(principal, frame)
             return (await self._built(frame, at)).body_and_etag
         frame, inputs = await self._frame_and_inputs(principal, frame_id)
-        await self.frames.seen(principal, frame)
+        self.frames.seen(principal, frame)
         kept = self.state.feeds.get(frame.frame_id, inputs, at)
         if kept is not None:
             return kept.body, kept.etag
@@ -171,8 +171,9 @@ class _Built:
 
 def _valid_until(frame: Frame, showing: NowShowing, feed: Feed, signing_ends: datetime) -> datetime:
     """The first instant at which time alone changes the feed: the next schedule change,
-    the cycle's end, the frame's next signing period, or, with "on this day" memories,
-    local midnight."""
+    the cycle's end, the frame's next signing period, the end of the rotation slot of an
+    active schedule with no photos, or local midnight with "on this day" memories (or
+    when no change was found within the horizon of a schedule that is not CONTINUOUS)."""
     ends = [feed.next_change_at, feed.cycle_ends_at, signing_ends]
     if feed.cycle is not None and feed.cycle_ends_at is None:  # active, no photos
         ends.append(_next_slot(showing.at, showing.schedule))

@@ -122,7 +122,7 @@ class FrameService:
         frame.updated_at = _now()
         log.info("frame_tokens_revoked", frame_id=frame.frame_id)
 
-    async def seen(self, principal: Principal, frame: Frame) -> None:
+    def seen(self, principal: Principal, frame: Frame) -> None:
         """Note that the frame's own device asked for something just now."""
         now = utcnow()
         last = frame.last_seen_at

@@ -273,8 +273,7 @@ def signed_path(signer: UrlSigner, path: str, lifetime: int) -> SignedUrl:
 
 
 def signed_path_until(signer: UrlSigner, path: str, expires: int) -> SignedUrl:
-    """``path`` with a GET signature valid until the Unix time ``expires`` (for URLs that
-    must stay the same through a period, such as a frame's feed)."""
+    """``path`` with a GET signature valid until the Unix time ``expires``."""
     query = signer.sign("GET", path, expires).as_query()
     separator = "&" if "?" in path else "?"
     return SignedUrl(f"{path}{separator}{query}", datetime.fromtimestamp(expires, tz=UTC))
