@@ -5,6 +5,8 @@ pool is renewed, and the API answers that request 503 with ``Retry-After``, neve
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 from sqlalchemy import text
@@ -85,6 +87,20 @@ async def test_lost_connections_cost_503s_not_500s(client: httpx.AsyncClient, st
         assert statuses[0] == 503, answers[0].text
         assert answers[0].json()["code"] == "database_unavailable"
         assert answers[0].headers["retry-after"] == "2"
+
+
+async def test_a_server_that_refuses_connections_is_unavailable_not_unexpected() -> None:
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    engine = create_engine(f"postgresql+asyncpg://media:media@127.0.0.1:{port}/media")
+    try:
+        with pytest.raises(OperationalError) as refused:
+            await pooled_backend(engine)
+        assert database_unavailable(refused.value)
+        assert isinstance(refused.value.orig.__cause__, ConnectionRefusedError)
+    finally:
+        await engine.dispose()
 
 
 def test_only_unavailability_counts_as_unavailable() -> None:

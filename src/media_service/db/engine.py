@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]  # no stubs; one call
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -26,9 +28,31 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """An AsyncEngine tuned for ``url``'s database; connects lazily."""
     if url.startswith("sqlite"):
         return _sqlite_engine(url, echo=echo)
-    engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=10)
+    engine = create_async_engine(
+        url,
+        echo=echo,
+        pool_size=10,
+        max_overflow=10,
+        connect_args={"async_creator_fn": _connect_asyncpg},
+    )
     _ping_when_idle(engine)
     return engine
+
+
+async def _connect_asyncpg(*args: Any, **kwargs: Any) -> Any:
+    """``asyncpg.connect``, with a server that cannot be reached reported as the DB-API's
+    ``OperationalError``.
+
+    asyncpg raises the socket's own error (``ConnectionRefusedError``, ``TimeoutError``,
+    a failed name lookup) when PostgreSQL is down or unreachable; SQLAlchemy wraps only
+    DB-API errors, so without this a refused connection reached the API as an unexpected
+    error (500) instead of ``database_unavailable`` (503).
+    """
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except (OSError, TimeoutError) as exc:
+        message = f"cannot connect to PostgreSQL: {exc}"
+        raise AsyncAdapt_asyncpg_dbapi.OperationalError(message) from exc  # type: ignore[no-untyped-call]
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:
