@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from media_service.db.sqlite_writers import serialise_writers
+
 READ_ONLY = "media_read_only"  # execution option: begin a deferred transaction on SQLite
 # A pooled connection idle longer than this is pinged before use (see _ping_when_idle).
 IDLE_PING_SECONDS = 2.0
@@ -124,14 +126,23 @@ def _sqlite_engine(url: str, *, echo: bool) -> AsyncEngine:
             cursor.execute(pragma)
         cursor.close()
 
+    writers = serialise_writers(engine)
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads and
         # then writes can fail at once with "database is locked" under concurrency,
         # whereas an immediate one waits for busy_timeout. Sessions that only read (see
         # create_read_session_factory) begin deferred: in WAL mode they block no one.
-        read_only = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(READ_ONLY, False):
+            conn.exec_driver_sql("BEGIN")
+            return
+        writers.acquire_for(conn.info)  # this process's writers queue in order
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            writers.release_from(conn.info)
+            raise
 
     return engine
 
