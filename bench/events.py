@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 import resource
@@ -72,7 +71,7 @@ from media_service.events import (  # noqa: E402
 )
 from media_service.events.consumers import BATCHED_IN_FLIGHT  # noqa: E402
 from media_service.events.nats import EVENTS_STREAM, NatsEventBus  # noqa: E402
-from media_service.runtime import GC_THRESHOLDS  # noqa: E402
+from media_service.runtime import tune_collector  # noqa: E402
 
 from harness.nats import NatsServer, start_nats  # noqa: E402
 from harness.postgres import start_postgres, unique_database_name  # noqa: E402
@@ -587,8 +586,7 @@ def main() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     # The collector's thresholds as `serve` and `worker` set them (runtime.start_background);
     # frozen here, after the imports, which is less than the service freezes.
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    tune_collector()
     if args.child:
         asyncio.run(run_child(*args.child))
         return

@@ -29,7 +29,7 @@ from media_service.privacy.export_router import router as export_router
 from media_service.privacy.router import erasures as erasures_router
 from media_service.privacy.router import users as erase_users_router
 from media_service.problems import install_problem_handlers
-from media_service.runtime import start_background
+from media_service.runtime import restore_collector, start_background
 from media_service.state import ServiceState
 from media_service.versions.router import router as versions_router
 
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, state: ServiceState | None = No
                 await service_state.close()
             else:  # a state lent by the caller (tests): stop what we started, keep the rest
                 await service_state.stop_background()
+            restore_collector()
 
     app = FastAPI(
         title="Media Service",
