@@ -58,7 +58,11 @@ async def test_an_idle_connection_is_pinged_and_replaced(
         await engine.dispose()
 
 
-async def test_a_connection_used_moments_ago_is_not_pinged(postgres_url: str) -> None:
+async def test_a_connection_used_moments_ago_is_not_pinged(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # "Moments ago" whatever the machine's load: a CI run can take seconds between lines.
+    monkeypatch.setattr(engine_module, "IDLE_PING_SECONDS", 3600.0)
     engine = create_engine(postgres_url)
     try:
         await pooled_backend(engine)
@@ -78,15 +82,18 @@ async def test_lost_connections_cost_503s_not_500s(client: httpx.AsyncClient, st
     if stack.name == "sqlite-local":
         return  # no server to lose connections to
     assert await kill_other_backends(stack.settings.database_url) >= 1
-    answers = [await client.get(FILES, headers=headers) for _ in range(4)]
+    answers: list[httpx.Response] = []
+    while len(answers) < 10 and [a.status_code for a in answers[-3:]] != [200, 200, 200]:
+        answers.append(await client.get(FILES, headers=headers))
     statuses = [answer.status_code for answer in answers]
-    # The first request may meet the dead connection (if no background loop met it first);
-    # the pool is renewed then, and every later request goes through.
-    assert statuses[1:] == [200, 200, 200], statuses
-    if statuses[0] != 200:
-        assert statuses[0] == 503, answers[0].text
-        assert answers[0].json()["code"] == "database_unavailable"
-        assert answers[0].headers["retry-after"] == "2"
+    # A request may meet a dead connection (one a background loop used moments ago and so
+    # was not pinged); the pool is renewed then, and the next requests go through.
+    assert statuses[-3:] == [200, 200, 200] and statuses.count(503) <= 2, statuses
+    for answer in answers:
+        if answer.status_code != 200:
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["code"] == "database_unavailable"
+            assert answer.headers["retry-after"] == "2"
 
 
 async def test_a_server_that_refuses_connections_is_unavailable_not_unexpected() -> None:
