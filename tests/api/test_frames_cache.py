@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from media_service.auth.principal import Role
@@ -26,6 +26,7 @@ from media_service.frames.cache_jobs import FrameCacheLoop, Precache
 from media_service.frames.cache_repository import CacheRepository
 from media_service.frames.cache_states import CachePolicy
 from media_service.frames.models import Frame, PhotoCache
+from media_service.jobs.registry import SUBJECT_PREFIX, job_consumer
 from media_service.storage import BlobInfo, BlobStore, ByteRange, StorageUnavailable
 
 from conftest import Stack
@@ -120,6 +121,23 @@ async def showing(
     created = await client.post(SCHEDULES, headers=headers, json=schedule)
     assert created.status_code == 201, created.text
     return frame_id, ids
+
+
+async def precache_jobs_done(stack: Stack, timeout: float = 30.0) -> None:
+    """Until every queued ``media.frame-precache`` job has been published and handled."""
+    consumer = job_consumer(cache.PRECACHE)
+    async with asyncio.timeout(timeout):
+        while True:
+            async with unit_of_work(stack.state.read_sessions) as session:
+                queued = await session.scalar(
+                    select(func.count())
+                    .select_from(OutboxMessage)
+                    .where(OutboxMessage.subject == SUBJECT_PREFIX + cache.PRECACHE)
+                    .where(OutboxMessage.published_at.is_(None))
+                )
+            if not queued and (await stack.state.bus.check()).consumer_lag.get(consumer) == 0:
+                return
+            await asyncio.sleep(0.05)
 
 
 async def entries(client: httpx.AsyncClient, stack: Stack, frame_id: str) -> list[dict[str, Any]]:
@@ -286,12 +304,12 @@ async def test_lru_eviction_keeps_the_recently_used_within_budget(
 ) -> None:
     frame_id, _ = await showing(client, stack, 3)
     await Precache(stack.state, CachePolicy(keep_count=3)).run(frame_id)
-    # The job the schedule queued may still be downloading an entry it claimed first; only
-    # CACHED entries are evicted, so wait for all three.
-    async with asyncio.timeout(30):
-        while {i["cache_status"] for i in await entries(client, stack, frame_id)} != {"CACHED"}:
-            await asyncio.sleep(0.05)
+    # The pre-cache job the schedule queued must be over (not still queued, nor
+    # downloading an entry it claimed first): run later, it would cache again what the
+    # evictions below remove.
+    await precache_jobs_done(stack)
     items = await entries(client, stack, frame_id)
+    assert {i["cache_status"] for i in items} == {"CACHED"}
     assert len(items) == 3
     used = [items[2]["cache_id"], items[1]["cache_id"]]  # the newest use last
     for cache_id in used:
