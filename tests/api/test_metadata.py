@@ -223,6 +223,19 @@ async def test_an_ai_service_writes_labels_that_keep_their_source(
             await asyncio.sleep(0.05)
 
 
+async def test_labels_with_control_characters_are_refused(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    # A NUL reached PostgreSQL, which refuses it in text and JSON: it was a 500 there.
+    file_id = await upload(client, stack, photo(seed=8), teacher(stack), "cs-4")
+    for label in ("\u0000", "dog\u0000", "two\nlines", "c1\u009f"):
+        for field in ("ai_labels", "ai_objects", "ai_scenes"):
+            body = {field: [label], "source": "vision-2"}
+            response = await client.put(f"{META}/{file_id}", headers=service(stack), json=body)
+            assert response.status_code == 422, (field, label, response.text)
+            assert response.json()["code"] == "validation_error"
+
+
 async def test_a_criteria_query_returns_exactly_the_callers_matching_photos(
     client: httpx.AsyncClient, stack: Stack
 ) -> None:

@@ -8,7 +8,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-LabelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# No C0/C1 control characters: PostgreSQL refuses NUL in text and JSON (a 500, not the
+# 422 it is), and none belong in a label.
+LabelName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$"
+    ),
+]
 MAX_LABELS = 200
 
 
