@@ -204,6 +204,17 @@ async def test_absurd_or_invalid_rendition_requests_get_422_without_rendering(
     assert await renders(client, stack, "rendition") == before
 
 
+async def test_an_unknown_rendition_name_is_404_whatever_it_holds(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    # The name reached a query before it was checked: with a NUL, a 500 on PostgreSQL.
+    file_id = await upload(client, stack, oriented_jpeg(), "p.jpg", "image/jpeg")
+    for name in ("%00", "thumbnail%00", "x" * 5000, "..%2fpreview", "%ff%fe", "large"):
+        response = await client.get(f"{FILES}/{file_id}/renditions/{name}", headers=owner(stack))
+        assert response.status_code == 404, (name[:20], response.text)
+        assert response.json()["code"] == "not_found"
+
+
 async def test_renditions_are_private_like_their_file(
     client: httpx.AsyncClient, stack: Stack
 ) -> None:

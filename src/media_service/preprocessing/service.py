@@ -244,14 +244,16 @@ class PreprocessingService:
 
     async def stored_rendition(self, file: MediaFile, name: str) -> RenditionBody:
         """A named rendition's bytes; 409 while the file is not processed yet."""
+        # Only the stored specs' names exist: refuse any other before it reaches a query
+        # (a client's name with NUL was a 500 on PostgreSQL, which refuses NUL in text).
+        if name not in self.stored_specs():
+            raise NotFound(f"no rendition named {name[:40]!r}")
         folder = rendition_folder(file.file_id, file.storage_path)
         if folder != file_folder(file.file_id):
             return await self._version_rendition(file, folder, name)
         async with unit_of_work(self.state.read_sessions) as session:
             row = await PreprocessingRepository(session).rendition(file.file_id, name)
         if row is None:
-            if name not in self.stored_specs():
-                raise NotFound(f"no rendition named {name[:40]!r}")
             raise NotReady(f"the {name} of {file.file_id} is not made yet")
         data = await self._read_cached(row.storage_key)
         if data is None:
