@@ -37,6 +37,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from PIL import Image
 from starlette.routing import Route
+from test_bad_upload import BOUNDARY, part
 
 from media_service.app import create_app
 from media_service.auth.principal import Role
@@ -102,7 +103,6 @@ FORM_VALUES = [
     b"",
     b"NOT_A_MEMBER",
 ]
-BOUNDARY = "sweepBoundary7MA4YWxkTrZu0gW"
 RAW = "__raw__:"  # a string value written into the JSON text verbatim
 # Body values sent for every field of a matching type; the rest are sampled.
 ALWAYS = ["\u0000", RAW + '"\\ud800"', 10**40, 2**63, ["\u0000"]]
@@ -327,7 +327,7 @@ def baseline(op: Operation, ids: dict[str, str], schemas: Schemas) -> Probe:
         probe.content = jpeg()
         probe.headers = {"Content-Type": "application/octet-stream"}
     elif "multipart/form-data" in op.bodies:
-        probe.content = part("file", jpeg(), "photo.jpg") + f"--{BOUNDARY}--\r\n".encode()
+        probe.content = jpeg_part("file", jpeg(), "photo.jpg") + f"--{BOUNDARY}--\r\n".encode()
         probe.headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
     return probe
 
@@ -372,14 +372,8 @@ def header_probes(op: Operation, ids: dict[str, str]) -> Iterator[Probe]:
             yield Probe(op.method, base, headers={param["name"]: value}, label=label)
 
 
-def part(name: str, value: bytes, filename: str | None = None) -> bytes:
-    disposition = f'form-data; name="{name}"'
-    if filename is not None:
-        disposition += f'; filename="{filename}"'
-    head = f"Content-Disposition: {disposition}\r\n"
-    if filename is not None:
-        head += "Content-Type: image/jpeg\r\n"
-    return f"--{BOUNDARY}\r\n{head}\r\n".encode() + value + b"\r\n"
+def jpeg_part(name: str, value: bytes, filename: str | None = None) -> bytes:
+    return part(name, value, filename, content_type="image/jpeg")
 
 
 def form_probes(op: Operation, ids: dict[str, str]) -> Iterator[Probe]:
@@ -392,19 +386,19 @@ def form_probes(op: Operation, ids: dict[str, str]) -> Iterator[Probe]:
     multipart = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
     end = f"--{BOUNDARY}--\r\n".encode()
     fields = [k for k, v in schema.get("properties", {}).items() if v.get("format") != "binary"]
-    image = part("file", jpeg(), "photo.jpg")
+    image = jpeg_part("file", jpeg(), "photo.jpg")
     yield Probe(op.method, url, end, multipart, "form no file")
-    yield Probe(op.method, url, part("file", b"", "e.jpg") + end, multipart, "form empty file")
+    yield Probe(op.method, url, jpeg_part("file", b"", "e.jpg") + end, multipart, "form empty file")
     yield Probe(op.method, url, image + image + end, multipart, "form two files")
     yield Probe(op.method, url, image, multipart, "form unterminated")
     for name in fields:
         for value in FORM_VALUES:
-            body = part(name, value) + image + end
+            body = jpeg_part(name, value) + image + end
             yield Probe(op.method, url, body, multipart, f"form {name}={value[:20]!r}")
         yield Probe(
             op.method,
             url,
-            part(name, b"x", "x.jpg") + image + end,
+            jpeg_part(name, b"x", "x.jpg") + image + end,
             multipart,
             f"form {name} as file",
         )

@@ -56,14 +56,19 @@ def admin(stack: Stack) -> dict[str, str]:
     return stack.auth("root", ORG, Role.ADMIN)
 
 
-def part(name: str, value: bytes, filename: str | None = None) -> bytes:
+def part(
+    name: str,
+    value: bytes,
+    filename: str | None = None,
+    content_type: str = "application/octet-stream",
+) -> bytes:
     """One multipart part, byte for byte as given (no escaping, unlike httpx)."""
     disposition = f'form-data; name="{name}"'
     if filename is not None:
         disposition += f'; filename="{filename}"'
     headers = f"Content-Disposition: {disposition}\r\n"
     if filename is not None:
-        headers += "Content-Type: application/octet-stream\r\n"
+        headers += f"Content-Type: {content_type}\r\n"
     return f"--{BOUNDARY}\r\n{headers}\r\n".encode() + value + b"\r\n"
 
 
