@@ -280,9 +280,7 @@ class PreprocessingService:
     async def _version_rendition(self, file: MediaFile, folder: str, name: str) -> RenditionBody:
         """A version's thumbnail or preview: rendered on first ask, then kept in the
         version's folder (it goes with the version)."""
-        spec = self.stored_specs().get(name)
-        if spec is None:
-            raise NotFound(f"no rendition named {name[:40]!r}")
+        spec = self.stored_specs()[name]  # a known name: stored_rendition checked it
         key = f"{folder}renditions/{name}{spec.format.extension}"
         data = await self._read_cached(key)
         if data is None:
