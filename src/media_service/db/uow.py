@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -67,6 +70,13 @@ async def _run_hooks(session: AsyncSession, name: str) -> None:
             # A failed hook must not turn a committed change into an error response; what
             # it left behind (an orphan blob) is found and removed by `media-service gc`.
             log.warning("uow_hook_failed", hook=name, exc_info=True)
+
+
+def conflict_insert(session: AsyncSession, table: Table | type[object]) -> Any:
+    """An INSERT into ``table`` that can take ``ON CONFLICT`` clauses, for the database of
+    ``session`` (PostgreSQL and SQLite spell them alike, from different modules)."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql if dialect == "postgresql" else sqlite).insert(table)
 
 
 async def insert_unless_conflict(session: AsyncSession, *rows: object) -> bool:

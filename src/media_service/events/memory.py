@@ -23,12 +23,11 @@ from typing import cast
 
 import structlog
 from sqlalchemy import ColumnElement, Table, Update, bindparam, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from media_service.db.base import utcnow
 from media_service.db.engine import create_read_session_factory
-from media_service.db.uow import unit_of_work
+from media_service.db.uow import conflict_insert, unit_of_work
 from media_service.events.bus import (
     BusError,
     BusHealth,
@@ -362,6 +361,5 @@ async def _insert_ignoring_duplicates(
         }
         for name in sorted(consumers)
     ]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    await session.execute(insert(BusDelivery).values(values).on_conflict_do_nothing())
+    insert = conflict_insert(session, BusDelivery)
+    await session.execute(insert.values(values).on_conflict_do_nothing())

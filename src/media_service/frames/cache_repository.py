@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from media_service.db.uow import conflict_insert
 from media_service.frames.cache_states import (
     CACHED,
     DOWNLOADING,
@@ -68,9 +68,7 @@ class CacheRepository:
         (the unique frame and photo)."""
         if not rows:
             return
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(PhotoCache).values(rows).on_conflict_do_nothing()
+        statement = conflict_insert(self.session, PhotoCache).values(rows).on_conflict_do_nothing()
         await self.session.execute(statement)
 
     async def move(

@@ -22,11 +22,11 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import UnaryExpression
 
 from media_service.db.base import UTCDateTime, utcnow
+from media_service.db.uow import conflict_insert
 from media_service.media.models import FileType, MediaFile
 from media_service.metadata.models import PhotoMetadata
 from media_service.playlists.models import Playlist, PlaylistItem, PlaylistType, SmartRuleGeneration
@@ -112,7 +112,9 @@ class PlaylistRepository:
     async def bump_generation(self, organization_id: str) -> None:
         """Move the organization's generation on, holding its row until the commit: call it
         before reading photos to fill a smart playlist (see smart.py)."""
-        statement = self._insert(_GENERATIONS).values(organization_id=organization_id, generation=1)
+        statement = conflict_insert(self.session, _GENERATIONS).values(
+            organization_id=organization_id, generation=1
+        )
         await self.session.execute(
             statement.on_conflict_do_update(
                 index_elements=["organization_id"],
@@ -131,7 +133,7 @@ class PlaylistRepository:
         )
         found = await self.session.scalar(statement)
         if found is None:  # no row yet, or one being created: wait for that one
-            insert = self._insert(_GENERATIONS).values(
+            insert = conflict_insert(self.session, _GENERATIONS).values(
                 organization_id=organization_id, generation=0
             )
             await self.session.execute(insert.on_conflict_do_nothing())
@@ -281,7 +283,7 @@ class PlaylistRepository:
             return
         now = utcnow()
         values = [{"reason": None, "position": 0, "added_at": now, **row} for row in rows]
-        statement = self._insert(_ITEMS).on_conflict_do_nothing(
+        statement = conflict_insert(self.session, _ITEMS).on_conflict_do_nothing(
             index_elements=["playlist_id", "file_id"]
         )
         await self.session.execute(statement, values)
@@ -424,11 +426,6 @@ class PlaylistRepository:
             .limit(limit)
         )
         return (await self.session.execute(statement)).all()
-
-    def _insert(self, table: Table) -> Any:
-        """INSERT with ON CONFLICT for this database (both dialects spell it alike)."""
-        module = postgresql if self.dialect == "postgresql" else sqlite
-        return module.insert(table)
 
 
 def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:

@@ -6,10 +6,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import null, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.db.base import utcnow
+from media_service.db.uow import conflict_insert
 from media_service.preprocessing.models import MediaAnalysis, StoredRendition
 
 _CHUNK = 500  # ids per IN list (well under every driver's parameter limit)
@@ -49,9 +49,7 @@ class PreprocessingRepository:
         ``values`` keep what is stored (the job's analysis and the detected faces are
         written by different writers)."""
         changes = {"analysed_at": utcnow(), **values}
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(MediaAnalysis).values(
+        statement = conflict_insert(self.session, MediaAnalysis).values(
             {**(created_with or {}), **changes, "file_id": file_id}
         )
         statement = statement.on_conflict_do_update(

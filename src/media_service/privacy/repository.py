@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.db.base import utcnow
-from media_service.db.uow import insert_unless_conflict
+from media_service.db.uow import conflict_insert, insert_unless_conflict
 from media_service.privacy.models import Erasure, ErasureItem, ErasureStatus
 
 MAX_LISTED = 100
@@ -72,9 +71,8 @@ class ErasureRepository:
             {"erasure_id": erasure_id, "kind": kind, "item_id": item_id, "created_at": now}
             for item_id in dict.fromkeys(item_ids)
         ]
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        await self.session.execute(insert(ErasureItem).values(rows).on_conflict_do_nothing())
+        insert = conflict_insert(self.session, ErasureItem)
+        await self.session.execute(insert.values(rows).on_conflict_do_nothing())
 
     async def item_ids(self, erasure_id: str, kind: str | None = None) -> list[str]:
         statement = select(ErasureItem.item_id).where(ErasureItem.erasure_id == erasure_id)
