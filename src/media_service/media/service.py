@@ -269,11 +269,7 @@ class MediaService:
 def signed_path(signer: UrlSigner, path: str, lifetime: int) -> SignedUrl:
     """``path`` with a GET signature valid for at least ``lifetime`` seconds (the expiry is
     rounded up, never a fraction less). ``path`` may carry a query of its own."""
-    return signed_path_until(signer, path, math.ceil(time.time()) + lifetime)
-
-
-def signed_path_until(signer: UrlSigner, path: str, expires: int) -> SignedUrl:
-    """``path`` with a GET signature valid until the Unix time ``expires``."""
+    expires = math.ceil(time.time()) + lifetime
     query = signer.sign("GET", path, expires).as_query()
     separator = "&" if "?" in path else "?"
     return SignedUrl(f"{path}{separator}{query}", datetime.fromtimestamp(expires, tz=UTC))
