@@ -299,7 +299,9 @@ class _Consumer:
             )
         async with unit_of_work(self._sessions) as session:
             for columns, params in by_kind.items():
-                await session.execute(self._settle_statement(columns), params)
+                await session.execute(
+                    self._settle_statement(columns), params[0] if len(params) == 1 else params
+                )
 
     def _settle_statement(self, columns: tuple[str, ...]) -> Update:
         table = _DELIVERIES
