@@ -234,8 +234,8 @@ class ScheduleService:
         if playlist is None:
             return []  # deleted since: nothing to show
         media = MediaService(self.session, self.state.blobs, self.state.settings, self.state.signer)
-        visible = media.readable_clause(owner_of(playlist))
-        return await self.playlists.photos(playlist_id, visible, frame_id)
+        visibility = media.read_visibility(owner_of(playlist))
+        return await self.playlists.photos(playlist_id, visibility, frame_id)
 
     async def _rule(self, schedule: RotationSchedule, year: int) -> Rule | None:
         if not schedule.is_active:

@@ -93,6 +93,11 @@ class MediaService:
         rows = rows[: filters.limit]
         return rows, rows[-1].file_id if has_more and rows else None
 
+    def read_visibility(self, principal: Principal) -> policy.Visibility:
+        """The files ``principal`` may read, as a value (hashable: queries of other domains
+        can build their statement once per visibility, see ``visible_clause``)."""
+        return policy.read_visibility(principal)
+
     def readable_clause(self, principal: Principal) -> ColumnElement[bool]:
         """SQL over ``media_files`` for the files ``principal`` may read (for other domains'
         queries that join to files)."""
