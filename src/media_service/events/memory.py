@@ -3,7 +3,9 @@
 Publishing writes one ``bus_deliveries`` row per durable consumer whose subjects match
 (one transaction, so it is as durable as the outbox it comes from) and wakes the
 consumers of this process; consumers of other processes on the same database find it
-within one poll interval. A consumer claims due rows by pushing them one ack-wait ahead
+within one poll interval: one read per interval for all the consumers of a process (the
+bus's watcher), which wakes those with a delivery due; an idle consumer reads nothing
+itself. A consumer claims due rows by pushing them one ack-wait ahead
 (a lease), so a crashed consumer's messages come back after ``ack_wait`` — the same
 redelivery, back-off and dead-letter rules as on NATS (see :func:`bus.deliver`).
 
@@ -43,11 +45,12 @@ from media_service.events.bus import (
 )
 from media_service.events.models import BusConsumer, BusDelivery
 from media_service.events.scrub import Mentions
-from media_service.tasks import stop_gracefully
+from media_service.tasks import cancel_and_wait, stop_gracefully
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_POLL_INTERVAL = 1.0
+IDLE_WAIT_CAP = 60.0  # seconds; an idle consumer is woken, it does not poll
 SETTLE_TIMEOUT = 10.0  # seconds; an unsettled lease comes back after ack_wait anyway
 # Subjects that must reach a consumer (jobs): like NATS's work-queue stream, which keeps
 # them until a consumer comes, rather than the events' "nobody listens, nothing kept".
@@ -70,6 +73,7 @@ class MemoryEventBus:
         self._consumers: list[_Consumer] = []
         # Idle polling reads without taking SQLite's write lock (see _Consumer._claim).
         self._readers = create_read_session_factory(sessions.kw["bind"])
+        self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Nothing to connect: the database is opened by whoever built ``sessions``."""
@@ -113,6 +117,8 @@ class MemoryEventBus:
         )  # fmt: skip
         self._consumers.append(consumer)
         consumer.start()
+        if self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch(), name="bus-due-watcher")
 
     async def check(self) -> BusHealth:
         try:
@@ -139,8 +145,43 @@ class MemoryEventBus:
         return total
 
     async def close(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            await cancel_and_wait(watcher)  # it only reads: nothing to finish
         consumers, self._consumers = self._consumers, []
         await asyncio.gather(*(consumer.stop() for consumer in consumers))
+
+    async def _watch(self) -> None:
+        """Every poll interval, one read for all of this process's consumers; wakes each
+        one with a delivery due: published by another process, or a lease run out. (A
+        consumer waits for its own retries' delays itself.) Fifteen consumers each
+        reading once a second were most of an idle service's CPU."""
+        failures = 0
+        while True:
+            try:
+                due = await self._due_by_consumer()
+                failures = 0
+            except Exception as exc:  # database down: the consumers' own waits go on
+                failures += 1
+                log.warning("bus_watch_failed", error=str(exc))
+                await asyncio.sleep(min(self._poll_interval * 2**failures, 30.0))
+                continue
+            now = utcnow()
+            for consumer in self._consumers:
+                when = due.get(consumer.name)
+                if when is not None and when <= now:
+                    consumer.wake()
+            await asyncio.sleep(self._poll_interval)
+
+    async def _due_by_consumer(self) -> dict[str, datetime]:
+        names = sorted({consumer.name for consumer in self._consumers})
+        async with self._readers() as session:
+            rows = await session.execute(
+                select(BusDelivery.consumer, func.min(BusDelivery.available_at))
+                .where(BusDelivery.consumer.in_(names), BusDelivery.settled_at.is_(None))
+                .group_by(BusDelivery.consumer)
+            )
+            return {name: when for name, when in rows.all() if when is not None}
 
 
 # -- one durable consumer -------------------------------------------------------------------
@@ -231,11 +272,12 @@ class _Consumer:
                 await self._wakeup.wait()
 
     def _idle_wait(self, next_due: datetime | None) -> float:
-        """Until the next delayed delivery is due, at most one poll interval."""
+        """Until the next delayed delivery is due, or (nothing pending) until woken: by a
+        publish in this process or by the bus's watcher. The cap is a safety net only."""
         if next_due is None:
-            return self._poll_interval
+            return IDLE_WAIT_CAP
         wait = (next_due - utcnow()).total_seconds()
-        return float(min(max(wait, 0.0), self._poll_interval))
+        return float(min(max(wait, 0.0), IDLE_WAIT_CAP))
 
     def _pending(self) -> tuple[ColumnElement[bool], ...]:
         return (BusDelivery.consumer == self.name, BusDelivery.settled_at.is_(None))
