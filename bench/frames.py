@@ -83,6 +83,7 @@ from media_service.versions.models import (  # noqa: E402
     PhotoVersionCounter,
     VersionType,
 )
+from rawhttp import RawConnection  # noqa: E402
 
 VERSION = 2  # bump when the generated rows change: the cached cluster is rebuilt
 DATABASE = "bench_frames"
@@ -409,51 +410,6 @@ class Server:
 # -- the load generator (runs in its own process: ``frames.py --load``) ----------------------------
 
 
-class Connection:
-    """One keep-alive HTTP/1.1 connection: a frame's."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-        self.reconnects = 0
-
-    async def get(self, path: str, token: str, etag: str | None) -> tuple[int, str | None, int]:
-        """Status, ETag and body size of one GET."""
-        match = f"If-None-Match: {etag}\r\n" if etag else ""
-        request = (
-            f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
-            f"{match}\r\n".encode()
-        )
-        first = b""
-        for _ in range(2):  # the server closes idle keep-alive connections after 5 s
-            if self.writer is None:
-                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
-            assert self.reader is not None
-            self.writer.write(request)
-            with contextlib.suppress(ConnectionError):
-                first = await self.reader.readline()
-            if first:
-                break
-            self.writer.close()
-            self.writer = None
-            self.reconnects += 1
-        status = int(first.split(b" ", 2)[1])
-        length, found = 0, None
-        reader = self.reader
-        assert reader is not None
-        while (line := await reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            name = name.lower()
-            if name == "content-length":
-                length = int(value)
-            elif name == "etag":
-                found = value.strip()
-        if length:
-            await reader.readexactly(length)
-        return status, found, length
-
-
 async def feeds_built(port: int) -> float:
     """How many feeds the server has built rather than served from its kept ones (its
     ``/metrics``; with several server processes, the one that answers)."""
@@ -506,7 +462,7 @@ class Phase:
 
 
 async def _lane(
-    phase: Phase, connection: Connection, frames: list[str], offset: float,
+    phase: Phase, connection: RawConnection, frames: list[str], offset: float,
     etags: dict[str, str], started: float,
 ) -> None:  # fmt: skip
     """One connection's requests: its frames once each ("once"), or its one frame again
@@ -528,14 +484,14 @@ async def _lane(
         frame_id = frames[index % len(frames)]
         index += 1
         sent = time.perf_counter()
-        status, etag, size = await connection.get(
-            FEED.format(frame_id=frame_id), phase.tokens[frame_id],
-            etags.get(frame_id) if phase.use_etag else None,
-        )  # fmt: skip
+        headers = {"Authorization": f"Bearer {phase.tokens[frame_id]}"}
+        if phase.use_etag and frame_id in etags:
+            headers["If-None-Match"] = etags[frame_id]
+        reply = await connection.get(FEED.format(frame_id=frame_id), headers)
         phase.latencies.append((time.perf_counter() - sent) * 1000)
-        phase.statuses[status] = phase.statuses.get(status, 0) + 1
-        phase.bytes += size
-        if etag:
+        phase.statuses[reply.status] = phase.statuses.get(reply.status, 0) + 1
+        phase.bytes += len(reply.body)
+        if etag := reply.headers.get("etag"):
             etags[frame_id] = etag
 
 
@@ -544,7 +500,7 @@ async def run_load(config: dict[str, Any]) -> list[dict[str, Any]]:
     server = psutil.Process(config["server_pid"])
     postgres = psutil.Process(config["postgres_pid"])
     lanes = max(len(phase["lanes"]) for phase in config["phases"])
-    connections = [Connection(config["port"]) for _ in range(lanes)]
+    connections = [RawConnection(config["port"]) for _ in range(lanes)]
     etags: dict[str, str] = {}
     results = []
     for spec in config["phases"]:
@@ -568,8 +524,7 @@ async def run_load(config: dict[str, Any]) -> list[dict[str, Any]]:
             "built": await feeds_built(config["port"]) - built,
         })  # fmt: skip
     for connection in connections:
-        if connection.writer is not None:
-            connection.writer.close()
+        connection.close()
     return results
 
 
