@@ -10,7 +10,13 @@ import pytest
 import pyvips
 from PIL import Image
 
-from media_service.imaging.decode import ImageInfo, inspect_image, load_upright_srgb
+from media_service.imaging.decode import (
+    ImageInfo,
+    decode,
+    inspect_image,
+    load_upright_srgb,
+    open_image,
+)
 from media_service.imaging.errors import CorruptImage, UnsupportedImage
 from media_service.imaging.limits import DecodeLimits
 
@@ -94,6 +100,20 @@ def test_load_shrinks_on_load_and_turns_upright(write: Write, limits: DecodeLimi
     assert image.interpretation == "srgb" and image.format == "uchar"
     assert image.get_typeof("orientation") == 0
     assert _near(image.getpoint(20, 20), RED)
+
+
+@pytest.mark.parametrize("width", [1038, 1186, 1334, 1482])
+def test_exact_decode_gives_the_planned_size_where_fitting_rounds_otherwise(
+    write: Write, limits: DecodeLimits, width: int
+) -> None:
+    # 4000×3000 to these widths: fitting the box render used to decode to came out one
+    # pixel off the plan (1038 wide: 1038×779, planned 1038×778), and a second resize
+    # fixed it; an exact decode gives the planned size at once.
+    path = write("big.jpg", quadrants((4000, 3000)), quality=80)
+    planned = (width, round(width * 3000 / 4000))
+    image = decode(open_image(path, limits), target=planned, exact=True)
+    assert (image.width, image.height) == planned
+    assert image.interpretation == "srgb"
 
 
 def test_load_without_target_is_full_size(write: Write, limits: DecodeLimits) -> None:

@@ -86,12 +86,16 @@ def open_image(path: str, limits: DecodeLimits) -> OpenedImage:
     return OpenedImage(path=path, loader=loader, info=info)
 
 
-def decode(opened: OpenedImage, *, target: tuple[int, int] | None = None) -> pyvips.Image:
-    """Decode an opened image: see :func:`load_upright_srgb`."""
+def decode(
+    opened: OpenedImage, *, target: tuple[int, int] | None = None, exact: bool = False
+) -> pyvips.Image:
+    """Decode an opened image: see :func:`load_upright_srgb`. ``exact``: ``target`` is the
+    size to decode to (no larger than the upright image), not a box to fit it into."""
     width, height = target or (opened.info.width, opened.info.height)
+    size = "force" if exact else "down"
     try:
         if opened.info.format == "heif":
-            image = decode_heif(opened.path).thumbnail_image(width, height=height, size="down")
+            image = decode_heif(opened.path).thumbnail_image(width, height=height, size=size)
         else:
             # From a Source, not a filename: libvips would parse "[...]" in a filename as
             # options. Shrink-on-load works the same (measured: same speed as from a file).
@@ -99,7 +103,7 @@ def decode(opened: OpenedImage, *, target: tuple[int, int] | None = None) -> pyv
             # the loader only gets it through the option string.
             source = pyvips.Source.new_from_file(opened.path)
             image = pyvips.Image.thumbnail_source(
-                source, width, height=height, size="down", option_string=_LOAD_OPTIONS
+                source, width, height=height, size=size, option_string=_LOAD_OPTIONS
             )
         # Rotation is done: drop the tag so that nothing downstream rotates a second time.
         upright = without_fields(image, ("orientation",))

@@ -23,8 +23,18 @@ __all__ = ["Fit", "OutputFormat", "RenderSpec", "Rendered", "render", "render_ma
 
 
 def render(path: str, spec: RenderSpec, limits: DecodeLimits) -> Rendered:
-    """Render one rendition of the image at ``path``. Raises the ``imaging.errors``."""
-    return render_many(path, [spec], limits)[0]
+    """Render one rendition of the image at ``path``. Raises the ``imaging.errors``.
+
+    A shrinking rendition is decoded straight to its planned size: fitting a box rounds
+    differently from the plan in about one width in four, and the second resize that
+    corrected it cost ~20% of such a render (12 MP JPEG to 1000–1600 px).
+    """
+    opened = open_image(path, limits)
+    p = plan(opened.info.width, opened.info.height, spec)
+    # Not for fill (its size breaks the aspect ratio) nor for sizes it does not shrink to.
+    exact = spec.fit is not Fit.FILL and p.scale_from(opened.info.width, opened.info.height) < 1
+    target = p.resize if exact else _decode_target(opened.info, [p])
+    return _render_one(decode(opened, target=target, exact=exact), spec, p)
 
 
 def render_many(path: str, specs: Sequence[RenderSpec], limits: DecodeLimits) -> list[Rendered]:
