@@ -364,7 +364,9 @@ class PreprocessingService:
     # -- helpers -------------------------------------------------------------------------------
 
     async def _render_once(self, source: str, spec: RenderSpec, key: str, kind: str) -> bytes:
-        cached = await self._read_cached(key)  # finished by a flight that just ended
+        # Finished by a flight that ended while this request read the store: such a flight
+        # left its result in memory (below), so no second read of the store is needed.
+        cached = self.state.hot_objects.get(key)
         if cached is not None:
             return cached
         try:
@@ -375,6 +377,7 @@ class PreprocessingService:
             raise NotFound("the file or version was deleted meanwhile") from None
         self._count(kind)
         await put_bytes(self.blobs, key, rendered.data)
+        self.state.hot_objects.put(key, rendered.data)  # the next request reads memory
         return rendered.data
 
     async def _crop_once(

@@ -47,6 +47,9 @@ async def read_all(blobs: BlobStore, key: str) -> bytes:
 
 async def put_bytes(blobs: BlobStore, key: str, data: bytes) -> None:
     """Store ``data`` under ``key`` (atomically: readers see all of it or nothing)."""
+    if isinstance(blobs, LocalBlobStore):  # one thread hop, as read_all
+        await asyncio.to_thread(blobs.write_whole, key, data)
+        return
 
     async def one_chunk() -> AsyncIterator[bytes]:
         yield data
