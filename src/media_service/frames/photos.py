@@ -69,8 +69,8 @@ _PhotoColumns = Select[str, int, datetime, datetime | None, str, int, str | None
 @functools.lru_cache(maxsize=256)
 def _photos_statement(visibility: Visibility) -> _PhotoColumns:
     """The statement of :meth:`PlaylistPhotos.photos`, built once per visibility (the
-    playlist and the frame are parameters): building it and its cache key was ~0.3 ms of
-    every feed built (``timeit``), more than running it costs SQLAlchemy."""
+    playlist and the frame are parameters): building it and its cache key took 0.27–0.62
+    ms of every feed built (``timeit``), a reused statement's key 0.3 µs."""
     return (
         select(
             PlaylistItem.file_id,
