@@ -1,8 +1,9 @@
 """A keep-alive HTTP/1.1 GET client for the load generators of the benchmarks.
 
-httpx costs about 1.3 ms of CPU a request, more than a warm answer costs the servers under
-test (≈ 1 ms), so with client and server on the same two cores it measured the client. This
-one does what the benchmarks need and nothing more: one GET at a time per connection,
+httpx cost 1.2–1.4 ms of CPU a request, more than a warm answer costs the servers under
+test (0.6–1.1 ms measured), so with client and server on the same two cores it measured
+the client; this one costs ≈ 0.1 ms (the benches' "client CPU ms/req" column). It does
+what the benchmarks need and nothing more: one GET at a time per connection,
 ``Content-Length`` bodies (both our server and Thumbor send them), a reconnect when the
 server closed an idle connection (uvicorn's keep-alive is 5 s).
 """
