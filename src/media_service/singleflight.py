@@ -26,13 +26,22 @@ class SingleFlight(Generic[T]):
         """``work()``'s result; if work for ``key`` is already running, wait for it."""
         task = self._tasks.get(key)
         if task is None:
+            task = self.start(key, work)
+        else:
+            self.joined += 1
+        return await asyncio.shield(task)
+
+    def start(self, key: str, work: Callable[[], Awaitable[T]]) -> asyncio.Task[T]:
+        """Start ``work()`` unless work for ``key`` is already running; either way, that
+        work's task (held here until it ends, its failure logged by nobody: a caller that
+        wants the result awaits :meth:`run`)."""
+        task = self._tasks.get(key)
+        if task is None:
             task = asyncio.ensure_future(work())
             self.started += 1
             self._tasks[key] = task
             task.add_done_callback(lambda done: self._finished(key, done))
-        else:
-            self.joined += 1
-        return await asyncio.shield(task)
+        return task
 
     def in_flight(self) -> int:
         """How many distinct keys are being worked on now."""

@@ -85,6 +85,81 @@ def test_recent_values_are_bounded() -> None:
     assert [recent.get(str(i)) for i in range(5)] == [None, None, 2, 3, 4]
 
 
+class Loader:
+    """A load that waits for ``release`` and counts its calls."""
+
+    def __init__(self, values: list[str | None]) -> None:
+        self.values = values
+        self.calls = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self) -> str | None:
+        self.calls += 1
+        value = self.values[min(self.calls, len(self.values)) - 1]
+        await self.release.wait()
+        return value
+
+
+async def test_callers_missing_at_once_share_one_load_and_its_value_is_remembered() -> None:
+    recent: RecentValues[str] = RecentValues(ttl=1.0)
+    load = Loader(["file"])
+    waiters = [asyncio.create_task(recent.get_or_load("a", load)) for _ in range(32)]
+    await asyncio.sleep(0.01)
+    load.release.set()
+    assert await asyncio.gather(*waiters) == ["file"] * 32
+    assert load.calls == 1
+    assert await recent.get_or_load("a", load) == "file" and load.calls == 1
+
+
+async def test_nothing_found_and_failures_are_not_remembered() -> None:
+    recent: RecentValues[str] = RecentValues(ttl=1.0)
+    load = Loader([None, "later"])
+    load.release.set()
+    assert await recent.get_or_load("a", load) is None
+    assert await recent.get_or_load("a", load) == "later"
+    assert load.calls == 2
+
+    async def broken() -> str | None:
+        raise RuntimeError("database down")
+
+    with pytest.raises(RuntimeError):
+        await recent.get_or_load("b", broken)
+    assert recent.get("b") is None
+
+
+async def test_a_load_under_way_when_the_key_is_forgotten_is_not_remembered() -> None:
+    recent: RecentValues[str] = RecentValues(ttl=1.0)
+    stale = Loader(["before the change"])
+    first = asyncio.create_task(recent.get_or_load("a", stale))
+    await asyncio.sleep(0.01)
+    recent.forget("a")  # the change committed while the old row was being read
+    fresh = Loader(["after the change"])
+    fresh.release.set()
+    assert await recent.get_or_load("a", fresh) == "after the change"  # not joined
+    stale.release.set()
+    assert await first == "before the change"
+    assert recent.get("a") == "after the change"
+
+
+async def test_an_entry_in_the_last_fifth_of_its_ttl_is_reloaded_without_waiting() -> None:
+    now = [100.0]
+    recent: RecentValues[str] = RecentValues(ttl=1.0, clock=lambda: now[0])
+    recent.put("a", "old")
+    load = Loader(["new"])
+    now[0] += 0.7  # not yet in the last fifth
+    assert await recent.get_or_load("a", load) == "old" and load.calls == 0
+    now[0] += 0.15
+    assert await recent.get_or_load("a", load) == "old"  # answered at once
+    assert await recent.get_or_load("a", load) == "old"
+    await asyncio.sleep(0)
+    assert load.calls == 1  # one reload in the background
+    load.release.set()
+    await asyncio.sleep(0.01)
+    assert await recent.get_or_load("a", load) == "new"
+    now[0] += 0.95  # the reloaded value lives a full ttl from when it was put
+    assert recent.get("a") == "new"
+
+
 def test_bytes_cache_evicts_the_least_recently_used_within_its_budget() -> None:
     cache = BytesCache(budget=10, max_item=6)
     cache.put("a", b"aaaa")

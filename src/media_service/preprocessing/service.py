@@ -77,26 +77,29 @@ class PreprocessingService:
         The record may be up to a second old (``state.recent_files``): renditions of one
         photo are asked for many times a second by frames, and its record rarely changes.
         """
-        file: MediaFile | None = self.state.recent_files.get(file_id)
-        if file is None:
-            async with unit_of_work(self.state.read_sessions) as session:
-                file = await self._media(session).find(file_id)
-            if file is not None:
-                self.state.recent_files.put(file_id, file)
+        file: MediaFile | None = await self.state.recent_files.get_or_load(
+            file_id, lambda: self._find(file_id)
+        )
         if file is None or not may_read(principal, file):
             raise NotFound(f"no file {file_id[:60]!r}")
         return file
 
+    async def _find(self, file_id: str) -> MediaFile | None:
+        async with unit_of_work(self.state.read_sessions) as session:
+            return await self._media(session).find(file_id)
+
     async def served(self, file: MediaFile, version: int | None) -> MediaFile:
         """What renditions of ``file`` are made from: its current version, or the version
         ``version`` names (remembered for a second, like the file record)."""
-        key = served_key(file.file_id, version)
-        served: MediaFile | None = self.state.recent_files.get(key)
-        if served is None:
-            async with unit_of_work(self.state.read_sessions) as session:
-                served = await VersionService(session, self.state).served_file(file, version)
-            self.state.recent_files.put(key, served)
+        served: MediaFile | None = await self.state.recent_files.get_or_load(
+            served_key(file.file_id, version), lambda: self._served_now(file, version)
+        )
+        assert served is not None  # _served_now returns a file or raises
         return served
+
+    async def _served_now(self, file: MediaFile, version: int | None) -> MediaFile:
+        async with unit_of_work(self.state.read_sessions) as session:
+            return await VersionService(session, self.state).served_file(file, version)
 
     async def signed_file(
         self, file_id: str, method: str, signed_path: str, query: dict[str, str]
