@@ -13,6 +13,10 @@ from media_service.db.uow import conflict_insert
 from media_service.preprocessing.models import MediaAnalysis, StoredRendition
 
 _CHUNK = 500  # ids per IN list (well under every driver's parameter limit)
+_RENDITION_KEY = {"file_id", "name"}
+_RENDITION_COLUMNS = _RENDITION_KEY | {
+    "storage_key", "content_type", "width", "height", "byte_size", "quality", "created_at"
+}  # fmt: skip
 
 
 class PreprocessingRepository:
@@ -62,8 +66,15 @@ class PreprocessingRepository:
         return row
 
     async def save_rendition(self, rendition: StoredRendition) -> None:
-        """Insert or replace one named rendition."""
-        await self.session.merge(rendition)
+        """Insert or replace one named rendition: one ``INSERT ... ON CONFLICT DO UPDATE``
+        (a merge read the row first)."""
+        values = {name: getattr(rendition, name) for name in _RENDITION_COLUMNS}
+        values["created_at"] = rendition.created_at or utcnow()  # the ORM's default at flush
+        statement = conflict_insert(self.session, StoredRendition).values(values)
+        changed = {name: statement.excluded[name] for name in _RENDITION_COLUMNS - _RENDITION_KEY}
+        await self.session.execute(
+            statement.on_conflict_do_update(index_elements=list(_RENDITION_KEY), set_=changed)
+        )
 
     async def clear_faces(self, file_ids: Sequence[str]) -> int:
         """Forget the detected faces of ``file_ids``; how many rows held some."""

@@ -204,7 +204,10 @@ class PreprocessingService:
         Returns False (and writes nothing) if the file was deleted meanwhile.
         """
         media = self._media(session)
-        if await media.find(file.file_id) is None:
+        # Held until the end: the session's identity map keeps only what is referenced,
+        # and a dropped row was read again by each of the two calls below.
+        current = await media.find(file.file_id)
+        if current is None:
             return False
         await media.set_dimensions(file.file_id, outcome.width, outcome.height)
         if mark_processed:
