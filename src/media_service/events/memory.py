@@ -239,9 +239,10 @@ class _Consumer:
     async def _run(self) -> None:
         failures = 0
         while not self._stopping:
+            woken = self._wakeup.is_set()  # by a publish here or the watcher: something is due
             self._wakeup.clear()
             try:
-                batch, next_due = await self._claim()
+                batch, next_due = await self._claim(known_due=woken)
                 failures = 0
             except Exception as exc:  # database down: keep the consumer alive
                 failures += 1
@@ -282,12 +283,24 @@ class _Consumer:
     def _pending(self) -> tuple[ColumnElement[bool], ...]:
         return (BusDelivery.consumer == self.name, BusDelivery.settled_at.is_(None))
 
-    async def _claim(self) -> tuple[list[_Claimed], datetime | None]:
-        """The deliveries claimed now, or none and when the next one is due."""
+    async def _claim(self, *, known_due: bool = False) -> tuple[list[_Claimed], datetime | None]:
+        """The deliveries claimed now, or none and when the next one is due.
+
+        Unless ``known_due`` (woken because a delivery is due), a read without the write
+        lock first asks whether anything is; woken, the claim goes first, and the read
+        follows only when it found nothing (another process's consumer was quicker): a
+        read before every claim was one statement in ten of an upload with its jobs."""
+        if not known_due:
+            next_due = await self._next_due()
+            if next_due is None or next_due > utcnow():
+                return [], next_due  # the common case, answered without the write lock
+        claimed = await self._claim_due()
+        if claimed or not known_due:
+            return claimed, None
+        return [], await self._next_due()
+
+    async def _claim_due(self) -> list[_Claimed]:
         now = utcnow()
-        next_due = await self._next_due()
-        if next_due is None or next_due > now:
-            return [], next_due  # the common case, answered without the write lock
         lease_until = now + timedelta(seconds=self._policy.ack_wait)
         due = (
             select(_DELIVERIES.c.msg_id)
@@ -312,7 +325,7 @@ class _Consumer:
         async with unit_of_work(self._sessions) as session:
             rows = (await session.execute(claim)).all()
         in_order = sorted(rows, key=lambda row: (row[0], row[1]))  # RETURNING has no order
-        return [_Claimed(*row[1:]) for row in in_order], None
+        return [_Claimed(*row[1:]) for row in in_order]
 
     async def _next_due(self) -> datetime | None:
         """When the earliest unsettled delivery is (or was) due: one read per idle poll,
