@@ -122,3 +122,37 @@ async def test_a_consumer_woken_by_a_publish_claims_without_reading_first(
         assert [d.msg_id for d in recorder.deliveries] == [f"woken-{n}" for n in range(events)]
     finally:
         await bus.close()
+
+
+async def test_concurrent_publishes_share_a_transaction(sessions: Sessions) -> None:
+    bus = MemoryEventBus(sessions, poll_interval=30.0)
+    recorder = Recorder()
+    engine: AsyncEngine = sessions.kw["bind"]
+    reads: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM bus_consumers" in statement:
+            reads.append(statement)
+
+    try:
+        for name in ("first", "second"):
+            await bus.subscribe(
+                name, ["shared.>"], recorder.handler,
+                on_dead_letter=recorder.on_dead_letter, policy=POLICY,
+            )  # fmt: skip
+        event.listen(engine.sync_engine, "before_cursor_execute", before)
+        try:
+            await asyncio.gather(
+                *(bus.publish(f"shared.{n}", b"{}", f"shared-{n}") for n in range(20))
+            )
+        finally:
+            event.remove(engine.sync_engine, "before_cursor_execute", before)
+        # The first publish is written at once; the 19 that came meanwhile share the next
+        # transaction (one read of the consumers each: one per publish before).
+        assert len(reads) <= 2, f"{len(reads)} reads of the consumers for 20 publishes"
+        delivered = await recorder.wait_deliveries(40)
+        assert sorted((d.consumer, d.msg_id) for d in delivered) == sorted(
+            (name, f"shared-{n}") for name in ("first", "second") for n in range(20)
+        )
+    finally:
+        await bus.close()

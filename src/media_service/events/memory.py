@@ -1,13 +1,13 @@
 """The in-process bus: handlers run in this process, state lives in the database.
 
 Publishing writes one ``bus_deliveries`` row per durable consumer whose subjects match
-(one transaction, so it is as durable as the outbox it comes from) and wakes the
-consumers of this process; consumers of other processes on the same database find it
-within one poll interval: one read per interval for all the consumers of a process (the
-bus's watcher), which wakes those with a delivery due; an idle consumer reads nothing
-itself. A consumer claims due rows by pushing them one ack-wait ahead
-(a lease), so a crashed consumer's messages come back after ``ack_wait`` — the same
-redelivery, back-off and dead-letter rules as on NATS (see :func:`bus.deliver`).
+(in a transaction that concurrent publishes share, see ``memory_publish``; as durable as
+the outbox it comes from) and wakes the consumers of this process; consumers of other
+processes on the same database find it within one poll interval: one read per interval
+for all the consumers of a process (the bus's watcher), which wakes those with a delivery
+due; an idle consumer reads nothing itself. A consumer claims due rows by pushing them one
+ack-wait ahead (a lease), so a crashed consumer's messages come back after ``ack_wait`` —
+the same redelivery, back-off and dead-letter rules as on NATS (see :func:`bus.deliver`).
 
 Unlike a JetStream consumer created later with "deliver all", a durable consumer here
 receives only what was published after it was first subscribed; message ids are
@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from media_service.db.base import utcnow
 from media_service.db.engine import create_read_session_factory
-from media_service.db.uow import conflict_insert, unit_of_work
+from media_service.db.uow import unit_of_work
 from media_service.events.bus import (
     BusError,
     BusHealth,
@@ -39,10 +39,10 @@ from media_service.events.bus import (
     DeliveryPolicy,
     Handler,
     deliver,
-    subject_matches,
     validate_subject,
     validate_subscription,
 )
+from media_service.events.memory_publish import DeliveryWriter
 from media_service.events.models import BusConsumer, BusDelivery
 from media_service.events.scrub import Mentions
 from media_service.tasks import cancel_and_wait, stop_gracefully
@@ -74,6 +74,7 @@ class MemoryEventBus:
         # Idle polling reads without taking SQLite's write lock (see _Consumer._claim).
         self._readers = create_read_session_factory(sessions.kw["bind"])
         self._watcher: asyncio.Task[None] | None = None
+        self._writer = DeliveryWriter(sessions)
 
     async def start(self) -> None:
         """Nothing to connect: the database is opened by whoever built ``sessions``."""
@@ -81,10 +82,7 @@ class MemoryEventBus:
     async def publish(self, subject: str, payload: bytes, msg_id: str) -> None:
         validate_subject(subject)
         try:
-            async with unit_of_work(self._sessions) as session:
-                names = await _matching_consumers(session, subject)
-                if names:
-                    await _insert_ignoring_duplicates(session, subject, payload, msg_id, names)
+            names = await self._writer.write(subject, payload, msg_id)
         except Exception as exc:  # any database error means "not accepted"
             raise BusUnavailable(f"in-process bus could not store {msg_id}: {exc}") from exc
         if not names and subject.startswith(QUEUED_PREFIX):
@@ -150,6 +148,7 @@ class MemoryEventBus:
             await cancel_and_wait(watcher)  # it only reads: nothing to finish
         consumers, self._consumers = self._consumers, []
         await asyncio.gather(*(consumer.stop() for consumer in consumers))
+        await self._writer.close()
 
     async def _watch(self) -> None:
         """Every poll interval, one read for all of this process's consumers; wakes each
@@ -391,32 +390,3 @@ class _Settle:
     def outcome(self) -> dict[str, datetime | str]:
         """What to write; no verdict (the consumer is stopping) hands the row back now."""
         return self._values if self._values is not None else {"available_at": utcnow()}
-
-
-async def _matching_consumers(session: AsyncSession, subject: str) -> set[str]:
-    rows = await session.execute(select(BusConsumer.name, BusConsumer.subjects))
-    return {
-        name
-        for name, patterns in rows.all()
-        if any(subject_matches(pattern, subject) for pattern in patterns)
-    }
-
-
-async def _insert_ignoring_duplicates(
-    session: AsyncSession, subject: str, payload: bytes, msg_id: str, consumers: set[str]
-) -> None:
-    now = utcnow()
-    values = [
-        {
-            "consumer": name,
-            "msg_id": msg_id,
-            "subject": subject,
-            "payload": payload,
-            "attempts": 0,
-            "available_at": now,
-            "created_at": now,
-        }
-        for name in sorted(consumers)
-    ]
-    insert = conflict_insert(session, BusDelivery)
-    await session.execute(insert.values(values).on_conflict_do_nothing())
