@@ -287,8 +287,8 @@ class _Consumer:
 
         Unless ``known_due`` (woken because a delivery is due), a read without the write
         lock first asks whether anything is; woken, the claim goes first, and the read
-        follows only when it found nothing (another process's consumer was quicker): a
-        read before every claim was one statement in ten of an upload with its jobs."""
+        follows only when it found nothing (another process's consumer was quicker). The
+        reads before claims were about 6% of the statements of an upload with its jobs."""
         if not known_due:
             next_due = await self._next_due()
             if next_due is None or next_due > utcnow():

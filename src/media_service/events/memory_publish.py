@@ -71,6 +71,12 @@ class DeliveryWriter:
                 for publish in batch:
                     _settle(publish, exc)
                 continue
+            except BaseException:  # cancelled: no publish may wait for ever
+                stopped = RuntimeError("the bus stopped before the message was stored")
+                for publish in batch + self._queue:
+                    _settle(publish, stopped)
+                self._queue = []
+                raise
             for publish, matched in zip(batch, names, strict=True):
                 _settle(publish, matched)
 
