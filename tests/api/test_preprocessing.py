@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import event
 
 from media_service.auth.principal import Role
 
@@ -241,6 +242,35 @@ async def test_signed_rendition_urls_work_without_a_token_and_only_as_signed(
     assert decoded(response).format == "PNG" and decoded(response).width == 200
     tampered = url.raw_path.decode().replace("width=200", "width=201")
     assert (await client.get(tampered)).status_code == 403
+
+
+async def test_signed_rendition_requests_read_the_file_once_and_check_every_signature(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    file_id = await upload(client, stack, oriented_jpeg(), "p.jpg", "image/jpeg")
+    signed = await client.post(
+        f"{FILES}/{file_id}/rendition/signed-url",
+        headers=owner(stack),
+        json={"width": 120, "format": "jpeg", "expires_in": 60},
+    )
+    path = httpx.URL(signed.json()["url"]).raw_path.decode()
+    assert (await client.get(path)).status_code == 200  # rendered and stored
+    engine = stack.state.sessions.kw["bind"].sync_engine
+    reads: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM media_files" in statement:
+            reads.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        answers = await asyncio.gather(*(client.get(path) for _ in range(20)))
+        forged = await client.get(path.replace("sig=", "sig=0"))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert [a.status_code for a in answers] == [200] * 20
+    assert forged.status_code == 403  # remembered record or not
+    assert len(reads) <= 1, f"{len(reads)} reads of the file for 20 signed requests"
 
 
 async def test_a_video_gets_a_poster_and_renditions(

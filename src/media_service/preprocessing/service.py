@@ -104,9 +104,17 @@ class PreprocessingService:
     async def signed_file(
         self, file_id: str, method: str, signed_path: str, query: dict[str, str]
     ) -> MediaFile:
-        """The file a signed URL points to; the signature is the authorisation."""
-        async with unit_of_work(self.state.read_sessions) as session:
-            return await self._media(session).get_signed(file_id, method, signed_path, query)
+        """The file a signed URL points to; the signature is the authorisation (checked on
+        every request). Its record is remembered as :meth:`visible_file`'s is: frames
+        fetch every photo they show through signed URLs."""
+        signature = (query.get("exp"), query.get("kid"), query.get("sig"))
+        self.state.signer.verify(method, signed_path, *signature)
+        file: MediaFile | None = await self.state.recent_files.get_or_load(
+            file_id, lambda: self._find(file_id)
+        )
+        if file is None:
+            raise NotFound(f"no file {file_id[:60]!r}")
+        return file
 
     async def sign_url(
         self,
