@@ -226,34 +226,33 @@ async def test_renditions_are_private_like_their_file(
     assert (await client.get(f"{FILES}/{file_id}/rendition?width=50")).status_code == 401
 
 
-async def test_signed_rendition_urls_work_without_a_token_and_only_as_signed(
-    client: httpx.AsyncClient, stack: Stack
-) -> None:
+async def signed_rendition(client: httpx.AsyncClient, stack: Stack, params: dict[str, Any]) -> str:
+    """The path and query of a signed rendition URL of a new photo (valid for a minute)."""
     file_id = await upload(client, stack, oriented_jpeg(), "p.jpg", "image/jpeg")
     signed = await client.post(
         f"{FILES}/{file_id}/rendition/signed-url",
         headers=owner(stack),
-        json={"width": 200, "format": "png", "expires_in": 60},
+        json={**params, "expires_in": 60},
     )
     assert signed.status_code == 200, signed.text
-    url = httpx.URL(signed.json()["url"])
-    response = await client.get(url.raw_path.decode())
+    return httpx.URL(signed.json()["url"]).raw_path.decode()
+
+
+async def test_signed_rendition_urls_work_without_a_token_and_only_as_signed(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    path = await signed_rendition(client, stack, {"width": 200, "format": "png"})
+    response = await client.get(path)
     assert response.status_code == 200, response.text
     assert decoded(response).format == "PNG" and decoded(response).width == 200
-    tampered = url.raw_path.decode().replace("width=200", "width=201")
+    tampered = path.replace("width=200", "width=201")
     assert (await client.get(tampered)).status_code == 403
 
 
 async def test_signed_rendition_requests_read_the_file_once_and_check_every_signature(
     client: httpx.AsyncClient, stack: Stack
 ) -> None:
-    file_id = await upload(client, stack, oriented_jpeg(), "p.jpg", "image/jpeg")
-    signed = await client.post(
-        f"{FILES}/{file_id}/rendition/signed-url",
-        headers=owner(stack),
-        json={"width": 120, "format": "jpeg", "expires_in": 60},
-    )
-    path = httpx.URL(signed.json()["url"]).raw_path.decode()
+    path = await signed_rendition(client, stack, {"width": 120, "format": "jpeg"})
     assert (await client.get(path)).status_code == 200  # rendered and stored
     engine = stack.state.sessions.kw["bind"].sync_engine
     reads: list[str] = []
