@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import null, select, update
+from sqlalchemy import Table, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.db.base import utcnow
@@ -13,10 +13,9 @@ from media_service.db.uow import conflict_insert
 from media_service.preprocessing.models import MediaAnalysis, StoredRendition
 
 _CHUNK = 500  # ids per IN list (well under every driver's parameter limit)
-_RENDITION_KEY = {"file_id", "name"}
-_RENDITION_COLUMNS = _RENDITION_KEY | {
-    "storage_key", "content_type", "width", "height", "byte_size", "quality", "created_at"
-}  # fmt: skip
+_RENDITION_TABLE = cast(Table, StoredRendition.__table__)
+_RENDITION_KEY = frozenset(column.name for column in _RENDITION_TABLE.primary_key)
+_RENDITION_COLUMNS = frozenset(column.name for column in _RENDITION_TABLE.columns)
 
 
 class PreprocessingRepository:
@@ -73,7 +72,7 @@ class PreprocessingRepository:
         statement = conflict_insert(self.session, StoredRendition).values(values)
         changed = {name: statement.excluded[name] for name in _RENDITION_COLUMNS - _RENDITION_KEY}
         await self.session.execute(
-            statement.on_conflict_do_update(index_elements=list(_RENDITION_KEY), set_=changed)
+            statement.on_conflict_do_update(index_elements=sorted(_RENDITION_KEY), set_=changed)
         )
 
     async def clear_faces(self, file_ids: Sequence[str]) -> int:
