@@ -76,7 +76,11 @@ class RecentValues(Generic[T]):
     async def _load(self, key: str, load: Callable[[], Awaitable[T | None]]) -> T | None:
         forgets = self._forgets
         value = await load()
-        if value is not None and forgets == self._forgets:
+        if forgets != self._forgets:
+            return value
+        if value is None:  # gone (a reload ahead found a deleted file): stop serving it
+            self._items.pop(key, None)
+        else:
             self.put(key, value)
         return value
 

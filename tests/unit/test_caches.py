@@ -160,6 +160,19 @@ async def test_an_entry_in_the_last_fifth_of_its_ttl_is_reloaded_without_waiting
     assert recent.get("a") == "new"
 
 
+async def test_a_reload_ahead_that_finds_nothing_drops_the_entry() -> None:
+    now = [100.0]
+    recent: RecentValues[str] = RecentValues(ttl=1.0, clock=lambda: now[0])
+    recent.put("a", "file")
+    now[0] += 0.9
+    gone = Loader([None])
+    gone.release.set()
+    assert await recent.get_or_load("a", gone) == "file"  # still valid: answered at once
+    await asyncio.sleep(0.01)
+    assert gone.calls == 1
+    assert recent.get("a") is None  # deleted meanwhile: not served for the rest of its ttl
+
+
 def test_bytes_cache_evicts_the_least_recently_used_within_its_budget() -> None:
     cache = BytesCache(budget=10, max_item=6)
     cache.put("a", b"aaaa")
