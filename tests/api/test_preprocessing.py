@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -262,14 +263,19 @@ async def test_signed_rendition_requests_read_the_file_once_and_check_every_sign
             reads.append(statement)
 
     event.listen(engine, "before_cursor_execute", count)
+    started = time.monotonic()
     try:
         answers = await asyncio.gather(*(client.get(path) for _ in range(20)))
         forged = await client.get(path.replace("sig=", "sig=0"))
     finally:
         event.remove(engine, "before_cursor_execute", count)
+    elapsed = time.monotonic() - started
     assert [a.status_code for a in answers] == [200] * 20
     assert forged.status_code == 403  # remembered record or not
-    assert len(reads) <= 1, f"{len(reads)} reads of the file for 20 signed requests"
+    # The record lives a second and is read again in its last fifth: one read, plus one per
+    # 0.8 s the requests took on a slow machine; one per request (21) before.
+    allowed = 1 + int(elapsed / 0.8)
+    assert len(reads) <= allowed and len(reads) < 20, f"{len(reads)} reads in {elapsed:.2f} s"
 
 
 async def test_a_video_gets_a_poster_and_renditions(
