@@ -278,7 +278,7 @@ async def test_failed_and_rolled_back_requests_leave_no_row(
     principal = Principal("admin-1", ORG, frozenset({Role.ADMIN}))
     try:
         async with unit_of_work(stack.state.sessions) as session:
-            media = MediaService(session, stack.state.blobs, stack.settings, stack.state.signer)
+            media = MediaService(session, stack.state)
             await media.update(principal, file_id, MediaFilePatch(file_name="later.jpg"))
             await session.flush()
             changes = select(AuditEvent).where(AuditEvent.action == AuditAction.CHANGE)

@@ -336,6 +336,20 @@ async def test_deleting_a_file_removes_its_renditions(
             await asyncio.sleep(0.1)
 
 
+async def test_a_deleted_files_renditions_are_gone_at_once_signed_or_not(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    signed = await signed_rendition(client, stack, {"width": 80, "format": "jpeg"})
+    file_id = signed.split("/")[-2]
+    by_token = f"{FILES}/{file_id}/rendition?width=80"
+    # Both remember the file's record for a second once asked.
+    assert (await client.get(signed)).status_code == 200
+    assert (await client.get(by_token, headers=owner(stack))).status_code == 200
+    assert (await client.delete(f"{FILES}/{file_id}", headers=owner(stack))).status_code == 204
+    assert (await client.get(signed)).status_code == 404
+    assert (await client.get(by_token, headers=owner(stack))).status_code == 404
+
+
 async def test_faces_are_found_and_served_as_aligned_square_crops(
     client: httpx.AsyncClient, stack: Stack
 ) -> None:

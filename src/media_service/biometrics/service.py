@@ -54,7 +54,7 @@ class BiometricsService:
         self.session = session
         self.state = state
         self.repository = ConsentRepository(session)
-        self.media = MediaService(session, state.blobs, state.settings, state.signer)
+        self.media = MediaService(session, state)
         self.metadata = MetadataService(session, state)
         self.preprocessing = PreprocessingService(state)
 
@@ -120,7 +120,7 @@ class BiometricsService:
         self, organization_id: str, user_id: str, split_profile_images: bool
     ) -> _PersonsFiles:
         async with unit_of_work(self.state.read_sessions) as session:
-            media = MediaService(session, self.state.blobs, self.state.settings, self.state.signer)
+            media = MediaService(session, self.state)
             files = await media.files_of_person(organization_id, user_id, PERSON_OWNER_TYPES)
         if not split_profile_images:
             return _PersonsFiles([], list(files))

@@ -236,7 +236,7 @@ class CacheService:
         return renewal(self.policy, version_id, now)
 
     async def _photo(self, principal: Principal, photo_id: str) -> MediaFile:
-        media = MediaService(self.session, self.state.blobs, self.state.settings, self.state.signer)
+        media = MediaService(self.session, self.state)
         photo = await media.find(photo_id)
         if photo is None or not may_read(principal, photo) or photo.file_type is not FileType.IMAGE:
             raise _bad_field("photo_id", f"no photo {photo_id[:60]!r}")

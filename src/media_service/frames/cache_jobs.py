@@ -134,7 +134,7 @@ class Precache:
         (its ``file.uploaded`` not handled yet): an entry always names its version."""
         if row.version_id is not None:
             return row
-        media = MediaService(session, self.state.blobs, self.state.settings, self.state.signer)
+        media = MediaService(session, self.state)
         photo = await media.find(row.photo_id)
         if photo is None:
             return row
@@ -166,7 +166,7 @@ class Precache:
 
     async def _render(self, frame: Frame, entry: Claimed) -> bytes | None:
         async with unit_of_work(self.state.read_sessions) as session:
-            media = MediaService(session, self.state.blobs, self.state.settings, self.state.signer)
+            media = MediaService(session, self.state)
             photo = await media.find(entry.photo_id)
             number = await _version_number(session, entry.version_id)
         if photo is None:

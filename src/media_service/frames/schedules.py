@@ -233,7 +233,7 @@ class ScheduleService:
         playlist = await self.playlist(playlist_id)
         if playlist is None:
             return []  # deleted since: nothing to show
-        media = MediaService(self.session, self.state.blobs, self.state.settings, self.state.signer)
+        media = MediaService(self.session, self.state)
         visibility = media.read_visibility(owner_of(playlist))
         return await self.playlists.photos(playlist_id, visibility, frame_id)
 

@@ -35,7 +35,7 @@ MAX_IDEMPOTENCY_KEY = 255
 
 
 async def media_service(session: SessionDep, state: StateDep) -> MediaService:
-    return MediaService(session, state.blobs, state.settings, state.signer)
+    return MediaService(session, state)
 
 
 ServiceDep = Annotated[MediaService, Depends(media_service)]

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import ColumnElement
@@ -20,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from media_service.audit.models import AuditAction, AuditResource
 from media_service.audit.service import Actor, AuditTrail, DetailValue
 from media_service.auth.principal import Principal
-from media_service.config import Settings
 from media_service.db.base import utcnow
+from media_service.db.uow import after_commit
 from media_service.errors import (
     Forbidden,
     NotFound,
@@ -35,7 +36,11 @@ from media_service.media.models import MediaFile, OwnerType
 from media_service.media.repository import MediaFileRepository, visible_clause
 from media_service.media.schemas import ListFilters, MediaFilePatch
 from media_service.media.signing import UrlSigner
-from media_service.storage import BlobStore, ByteRange
+from media_service.recent import RecentValues
+from media_service.storage import ByteRange
+
+if TYPE_CHECKING:
+    from media_service.state import ServiceState
 
 log = structlog.get_logger(__name__)
 
@@ -49,14 +54,13 @@ class SignedUrl:
 class MediaService:
     """Media files as the API and the CLI see them."""
 
-    def __init__(
-        self, session: AsyncSession, blobs: BlobStore, settings: Settings, signer: UrlSigner
-    ) -> None:
+    def __init__(self, session: AsyncSession, state: ServiceState) -> None:
         self.session = session
         self.repository = MediaFileRepository(session)
-        self.blobs = blobs
-        self.settings = settings
-        self.signer = signer
+        self.blobs = state.blobs
+        self.settings = state.settings
+        self.signer = state.signer
+        self.recent_files = state.recent_files
         self.audit = AuditTrail(session)
 
     # -- read --------------------------------------------------------------------------------
@@ -149,6 +153,7 @@ class MediaService:
             self._apply_owner_and_name(principal, file, patch)
         await self.session.flush()
         self._audit_change(principal, file, patch, previous_owner)
+        forget_after_commit(self.session, self.recent_files, file.file_id)
         return file
 
     async def mark_processed(self, file_id: str) -> MediaFile | None:
@@ -238,6 +243,7 @@ class MediaService:
 
     async def _delete(self, file: MediaFile, actor: str) -> None:
         await self.repository.delete(file)
+        forget_after_commit(self.session, self.recent_files, file.file_id)
         deleted = FileDeleted(
             file_id=file.file_id, user_id=actor, organization_id=file.organization_id
         )
@@ -278,6 +284,18 @@ def signed_path(signer: UrlSigner, path: str, lifetime: int) -> SignedUrl:
     query = signer.sign("GET", path, expires).as_query()
     separator = "&" if "?" in path else "?"
     return SignedUrl(f"{path}{separator}{query}", datetime.fromtimestamp(expires, tz=UTC))
+
+
+def forget_after_commit(session: AsyncSession, recent: RecentValues[Any], *keys: str) -> None:
+    """Once ``session`` commits, drop ``keys`` from what this process remembers of files
+    (``state.recent_files``: the renditions path keeps a record for a second), so a change
+    or a delete shows at once here; other processes see it within that second."""
+
+    async def forget() -> None:
+        for key in keys:
+            recent.forget(key)
+
+    after_commit(session, forget)
 
 
 def may_read(principal: Principal, file: MediaFile) -> bool:

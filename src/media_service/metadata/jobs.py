@@ -54,9 +54,7 @@ def metadata_jobs(state: ServiceState) -> list[JobHandler[Any]]:
             await service.apply_ai_results(row, answer.source, answer.lists)
         if analysis.faces is not None:
             await PreprocessingService(state).save_faces(ctx.session, file.file_id, analysis.faces)
-        await MediaService(ctx.session, state.blobs, state.settings, state.signer).mark_processed(
-            file.file_id
-        )
+        await MediaService(ctx.session, state).mark_processed(file.file_id)
         log.info("photo_analysed", file_id=file.file_id, faces=row.face_count)
 
     return [analyse]
@@ -64,7 +62,7 @@ def metadata_jobs(state: ServiceState) -> list[JobHandler[Any]]:
 
 async def _file(state: ServiceState, file_id: str) -> MediaFile | None:
     async with unit_of_work(state.sessions) as session:
-        return await MediaService(session, state.blobs, state.settings, state.signer).find(file_id)
+        return await MediaService(session, state).find(file_id)
 
 
 async def _may_find_faces(state: ServiceState, file: MediaFile) -> bool:

@@ -47,7 +47,7 @@ class MetadataService:
     def __init__(self, session: AsyncSession, state: ServiceState) -> None:
         self.session = session
         self.repository = MetadataRepository(session)
-        self.media = MediaService(session, state.blobs, state.settings, state.signer)
+        self.media = MediaService(session, state)
         self.audit = AuditTrail(session)
 
     # -- read ---------------------------------------------------------------------------------

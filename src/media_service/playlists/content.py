@@ -47,7 +47,7 @@ class PlaylistContent:
     def __init__(self, session: AsyncSession, state: ServiceState) -> None:
         self.session = session
         self.repository = PlaylistRepository(session)
-        self.media = MediaService(session, state.blobs, state.settings, state.signer)
+        self.media = MediaService(session, state)
 
     def visible(self, playlist: Playlist) -> Condition:
         """SQL over ``media_files`` for the photos ``playlist`` may show."""

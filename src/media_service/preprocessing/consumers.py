@@ -25,7 +25,7 @@ def preprocess_uploaded_files(state: ServiceState) -> IdempotentConsumer[FileUpl
     async def on_uploaded(session: AsyncSession, event: FileUploaded) -> None:
         if not state.settings.preprocess_uploads:
             return
-        media = MediaService(session, state.blobs, state.settings, state.signer)
+        media = MediaService(session, state)
         file = await media.find(event.file_id)
         if file is None:
             return  # not ours, or deleted since

@@ -447,7 +447,7 @@ class PreprocessingService:
         return self.settings.data_dir / "tmp"
 
     def _media(self, session: AsyncSession) -> MediaService:
-        return MediaService(session, self.blobs, self.settings, self.state.signer)
+        return MediaService(session, self.state)
 
 
 def rendition_query(params: RenditionParams, version: int | None) -> str:

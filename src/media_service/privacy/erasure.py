@@ -283,7 +283,7 @@ class ErasureRun:
         return len([info async for info in self.state.blobs.list(file_folder(file_id))])
 
     def _media(self, session: AsyncSession) -> MediaService:
-        return MediaService(session, self.state.blobs, self.state.settings, self.state.signer)
+        return MediaService(session, self.state)
 
     # -- 4. references --------------------------------------------------------------------
 

@@ -90,7 +90,7 @@ class ExportService:
     """Gathers a person's data from every domain (inside the caller's unit of work)."""
 
     def __init__(self, session: AsyncSession, state: ServiceState) -> None:
-        self.media = MediaService(session, state.blobs, state.settings, state.signer)
+        self.media = MediaService(session, state)
         self.metadata = MetadataService(session, state)
         self.versions = VersionService(session, state)
         self.playlists = PlaylistService(session, state)

@@ -135,7 +135,7 @@ class AiVersions:
 
     async def _source(self, payload: EnhanceJob) -> PhotoVersion | None:
         async with unit_of_work(self.state.read_sessions) as session:
-            media = MediaService(session, self.state.blobs, self.settings, self.state.signer)
+            media = MediaService(session, self.state)
             if await media.find(payload.photo_id) is None:
                 return None
             repository = VersionRepository(session)

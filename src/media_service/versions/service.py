@@ -27,8 +27,7 @@ from media_service.events import MediaVersionCreated, record_event
 from media_service.ids import is_valid_id, new_id
 from media_service.media.consumers import delete_folder
 from media_service.media.models import FileType, MediaFile
-from media_service.media.service import MediaService, may_write
-from media_service.recent import RecentValues
+from media_service.media.service import MediaService, forget_after_commit, may_write
 from media_service.state import ServiceState
 from media_service.versions.keys import version_folder
 from media_service.versions.models import PhotoVersion, VersionType
@@ -86,7 +85,7 @@ class VersionService:
         self.session = session
         self.state = state
         self.repository = VersionRepository(session)
-        self.media = MediaService(session, state.blobs, state.settings, state.signer)
+        self.media = MediaService(session, state)
         self.audit = AuditTrail(session)
 
     # -- read ---------------------------------------------------------------------------------
@@ -303,9 +302,8 @@ class VersionService:
 
     def _forget_served(self, photo_id: str, *numbers: int | None) -> None:
         # This process's renditions path remembers what it served for a second.
-        recent = self.state.recent_files
-        for number in numbers:
-            after_commit(self.session, _forget(recent, served_key(photo_id, number)))
+        keys = (served_key(photo_id, number) for number in numbers)
+        forget_after_commit(self.session, self.state.recent_files, *keys)
 
     def _deleter(self, folder: str) -> Hook:
         state = self.state
@@ -326,13 +324,6 @@ class VersionService:
             organization_id=version.organization_id,
         )
         record_event(self.session, event)
-
-
-def _forget(recent: RecentValues[Any], key: str) -> Hook:
-    async def forget() -> None:
-        recent.forget(key)
-
-    return forget
 
 
 def _original_of(photo: MediaFile) -> PhotoVersion:
