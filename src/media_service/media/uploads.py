@@ -195,7 +195,9 @@ class UploadService:
             if self.settings.preprocess_uploads:
                 # Queued with the event rather than by its consumer: both leave in the
                 # same relay pass (the consumer then finds the job queued).
-                await enqueue_preprocessing(self.session, file.file_id, file.organization_id)
+                await enqueue_preprocessing(
+                    self.session, file.file_id, file.organization_id, new_file=True
+                )
             log.info(
                 "file_stored", file_id=file.file_id, size=file.file_size, type=file.content_type
             )

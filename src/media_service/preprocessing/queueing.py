@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from media_service.jobs.queue import enqueue
+from media_service.jobs.queue import enqueue, is_queued
 
 PREPROCESS = "media.preprocess"
 
@@ -26,8 +26,18 @@ def preprocess_job_id(file_id: str) -> str:
     return f"preprocess-{file_id}"
 
 
-async def enqueue_preprocessing(session: AsyncSession, file_id: str, organization_id: str) -> None:
+async def enqueue_preprocessing(
+    session: AsyncSession, file_id: str, organization_id: str, *, new_file: bool = False
+) -> None:
     """Queue the preprocessing of a file in ``session``'s transaction, once per file (the
-    job id is derived from it: queueing it again adds nothing)."""
+    job id is derived from it: queueing it again adds nothing). ``new_file``: the file's
+    row was inserted in this transaction, so its job cannot be queued yet (one read less
+    an upload)."""
     payload = FileJob(file_id=file_id, organization_id=organization_id)
-    await enqueue(session, PREPROCESS, payload, job_id=preprocess_job_id(file_id))
+    job_id = preprocess_job_id(file_id)
+    await enqueue(session, PREPROCESS, payload, job_id=job_id, first_time=new_file)
+
+
+async def preprocessing_queued(session: AsyncSession, file_id: str) -> bool:
+    """Whether the file's preprocessing is in the outbox already."""
+    return await is_queued(session, preprocess_job_id(file_id))
