@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from sqlalchemy import Table
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -77,6 +78,31 @@ def conflict_insert(session: AsyncSession, table: Table | type[object]) -> Any:
     ``session`` (PostgreSQL and SQLite spell them alike, from different modules)."""
     dialect = session.get_bind().dialect.name
     return (postgresql if dialect == "postgresql" else sqlite).insert(table)
+
+
+async def insert_unless_present(session: AsyncSession, row: object) -> bool:
+    """Insert the new ORM object ``row`` with one ``INSERT … ON CONFLICT DO NOTHING``; False
+    (nothing inserted) when a row with the same key or another unique value exists.
+
+    For consumers that make a row unless a request made it first: one statement instead of
+    a read, a savepoint, the insert and its release. The object stays outside the session;
+    columns it leaves unset (``None``) get their defaults. A broken foreign key (the parent
+    row deleted meanwhile) still fails the transaction: the caller's retry finds it gone.
+    """
+    mapper = sa_inspect(type(row))
+    values = {}
+    for attribute in mapper.column_attrs:
+        value = getattr(row, attribute.key)
+        if value is not None:
+            values[attribute.columns[0].key] = value
+    table = cast(Table, mapper.local_table)
+    statement = (
+        conflict_insert(session, table)
+        .values(values)
+        .on_conflict_do_nothing()
+        .returning(*table.primary_key.columns)
+    )
+    return (await session.execute(statement)).first() is not None
 
 
 async def insert_unless_conflict(session: AsyncSession, *rows: object) -> bool:

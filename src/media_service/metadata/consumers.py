@@ -20,6 +20,6 @@ def create_metadata_records(state: ServiceState) -> IdempotentConsumer[FileUploa
         service = MetadataService(session, state)
         file = await service.media.find(event.file_id)
         if file is not None:  # not ours, or deleted since
-            await service.create_record(file)
+            await service.create_missing_record(file)
 
     return on_uploaded

@@ -19,6 +19,7 @@ from media_service.audit.models import AuditAction, AuditResource
 from media_service.audit.service import Actor, AuditTrail
 from media_service.auth.principal import Principal
 from media_service.db.base import utcnow
+from media_service.db.uow import insert_unless_present
 from media_service.errors import Forbidden, NotFound, Unprocessable
 from media_service.events import MediaMetadataUpdated, record_event
 from media_service.media.models import FileType, MediaFile
@@ -124,22 +125,13 @@ class MetadataService:
         existing = await self.repository.get(file.file_id, for_update=True)
         if existing is not None:
             return existing
-        return await self.repository.add_unless_present(
-            PhotoMetadata(
-                file_id=file.file_id,
-                user_id=file.owner_id,
-                organization_id=file.organization_id,
-                width=file.width,
-                height=file.height,
-                orientation=labels.orientation_of(file.width, file.height),
-                ai_labels=[],
-                ai_objects=[],
-                ai_scenes=[],
-                ai_colors=[],
-                label_sources={},
-                full_metadata={},
-            )
-        )
+        return await self.repository.add_unless_present(_empty_record(file))
+
+    async def create_missing_record(self, file: MediaFile) -> None:
+        """:meth:`create_record` for the upload's consumer, which needs no row back: one
+        ``INSERT … ON CONFLICT DO NOTHING`` (a record a request made first stands)."""
+        if file.file_type is FileType.IMAGE:
+            await insert_unless_present(self.session, _empty_record(file))
 
     async def record_analysis(self, file: MediaFile, analysis: PhotoAnalysis) -> PhotoMetadata:
         """Store what the service measured itself, and announce it."""
@@ -209,6 +201,23 @@ class MetadataService:
                 quality_score=float(row.quality_score) if row.quality_score is not None else None,
             ),
         )
+
+
+def _empty_record(file: MediaFile) -> PhotoMetadata:
+    return PhotoMetadata(
+        file_id=file.file_id,
+        user_id=file.owner_id,
+        organization_id=file.organization_id,
+        width=file.width,
+        height=file.height,
+        orientation=labels.orientation_of(file.width, file.height),
+        ai_labels=[],
+        ai_objects=[],
+        ai_scenes=[],
+        ai_colors=[],
+        label_sources={},
+        full_metadata={},
+    )
 
 
 def _uses_private_fields(criteria: Criteria) -> bool:

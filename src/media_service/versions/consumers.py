@@ -4,17 +4,15 @@ and ``media.version.created`` announces it.
 The service creates the original lazily as well (before any version operation), so
 photos stored before versions existed, or whose event is still on its way, work too;
 whichever path inserts first wins, the other finds its row (unique photo and number). A
-photo deleted meanwhile, a file that is not an image, or one this service does not hold
-changes nothing.
+file that is not an image, or one this service does not hold, changes nothing; a photo
+deleted between the read and the insert fails that attempt (its foreign key), and the
+attempt again finds it gone.
 """
 
 from __future__ import annotations
 
-import contextlib
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from media_service.errors import NotFound
 from media_service.events import FileUploaded, IdempotentConsumer, idempotent
 from media_service.media.models import FileType
 from media_service.state import ServiceState
@@ -34,7 +32,6 @@ def create_original_versions(state: ServiceState) -> IdempotentConsumer[FileUplo
         file = await service.media.find(event.file_id)
         if file is None or file.file_type is not FileType.IMAGE:
             return
-        with contextlib.suppress(NotFound):  # deleted while we looked: nothing to record
-            await service.ensure_original(file)
+        await service.record_original(file)
 
     return on_uploaded

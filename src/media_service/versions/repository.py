@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from media_service.db.uow import insert_unless_conflict
+from media_service.db.uow import insert_unless_conflict, insert_unless_present
 from media_service.media.models import MediaFile
 from media_service.versions.models import PhotoVersion, PhotoVersionCounter, VersionType
 
@@ -82,6 +82,16 @@ class VersionRepository:
         assert original.version_type is VersionType.ORIGINAL and original.version_number == 1
         counter = PhotoVersionCounter(photo_id=original.photo_id, last_number=1)
         return await insert_unless_conflict(self.session, original, counter)
+
+    async def insert_original(self, original: PhotoVersion) -> bool:
+        """:meth:`add_original` as two ``INSERT … ON CONFLICT DO NOTHING`` (no savepoint);
+        False when the original existed."""
+        assert original.version_type is VersionType.ORIGINAL and original.version_number == 1
+        if not await insert_unless_present(self.session, original):
+            return False
+        counter = PhotoVersionCounter(photo_id=original.photo_id, last_number=1)
+        await insert_unless_present(self.session, counter)
+        return True
 
     async def next_number(self, photo_id: str) -> int:
         """Take the next version number of the photo (the counter row is locked until the

@@ -253,6 +253,14 @@ class VersionService:
             raise NotFound(f"no photo {photo.file_id}")
         return found
 
+    async def record_original(self, photo: MediaFile) -> None:
+        """:meth:`ensure_original` for the upload's consumer, which needs no row back: the
+        original and its counter inserted unless present (one statement each, no read
+        first), announced only if this call made it."""
+        original = _original_of(photo)
+        if await self.repository.insert_original(original):
+            self._announce(original)
+
     async def ensure_current(self, photo: MediaFile) -> PhotoVersion:
         """The photo's current version (the original, if nothing else was made current)."""
         original = await self.ensure_original(photo)
