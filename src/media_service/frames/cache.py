@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, or_
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.auth.principal import Principal
@@ -33,6 +33,7 @@ from media_service.preprocessing.errors import NotReady
 from media_service.preprocessing.sources import read_all
 from media_service.state import ServiceState
 from media_service.storage import BlobNotFound, BlobStore
+from media_service.versions.models import PhotoVersion
 from media_service.versions.service import VersionService
 
 PRECACHE = "media.frame-precache"
@@ -114,11 +115,15 @@ async def evict_lru(
     return victims
 
 
-async def invalidate_versions(
-    session: AsyncSession, blobs: BlobStore, photo_id: str, current: str | None
-) -> list[str]:
-    """Expire the photo's entries made from another version than ``current``."""
-    other = or_(PhotoCache.version_id.is_(None), PhotoCache.version_id != current)
+async def invalidate_versions(session: AsyncSession, blobs: BlobStore, photo_id: str) -> list[str]:
+    """Expire the photo's entries made from another version than its current one (all of
+    them if it has none), read in the same statement."""
+    current = (
+        select(PhotoVersion.version_id)
+        .where(PhotoVersion.photo_id == photo_id, PhotoVersion.is_current)
+        .scalar_subquery()
+    )
+    other = or_(PhotoCache.version_id.is_(None), PhotoCache.version_id.is_distinct_from(current))
     return await expire(session, blobs, utcnow(), PhotoCache.photo_id == photo_id, other)
 
 

@@ -7,14 +7,12 @@ feed, which serves an entry only for the current version) notice that by themsel
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.events import FileDeleted, IdempotentConsumer, MediaVersionCreated, idempotent
 from media_service.frames import cache
 from media_service.ids import is_valid_id
 from media_service.state import ServiceState
-from media_service.versions.models import PhotoVersion
 
 VERSIONS_CONSUMER = "media-frames-cache-versions"
 DELETED_CONSUMER = "media-frames-cache-deleted-photos"
@@ -27,11 +25,7 @@ def invalidate_new_versions(state: ServiceState) -> IdempotentConsumer[MediaVers
     async def on_version_created(session: AsyncSession, event: MediaVersionCreated) -> None:
         if not is_valid_id(event.photo_id, "file"):
             return
-        statement = select(PhotoVersion.version_id).where(
-            PhotoVersion.photo_id == event.photo_id, PhotoVersion.is_current
-        )
-        current = (await session.execute(statement)).scalar_one_or_none()
-        await cache.invalidate_versions(session, state.blobs, event.photo_id, current)
+        await cache.invalidate_versions(session, state.blobs, event.photo_id)
 
     return on_version_created
 
