@@ -26,7 +26,8 @@ import nats.js.errors
 import orjson
 import pytest
 from asgi_lifespan import LifespanManager
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from media_service.app import create_app
 from media_service.auth.principal import Role
@@ -237,6 +238,28 @@ async def client(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 
 
 # -- helpers for tests -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def statements_run(sessions: async_sessionmaker[AsyncSession]) -> Iterator[list[str]]:
+    """Every SQL statement run on ``sessions``' engine while the block runs (whitespace
+    collapsed), for tests that count reads or look for savepoints."""
+    engine = sessions.kw["bind"].sync_engine
+    seen: list[str] = []
+
+    def before(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+def selects_from(statements: list[str], table: str) -> list[str]:
+    """The SELECTs among ``statements`` that read ``table``."""
+    return [s for s in statements if s.upper().startswith("SELECT") and f"FROM {table}" in s]
 
 
 @pytest.fixture

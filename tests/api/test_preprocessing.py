@@ -18,11 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import event
 
 from media_service.auth.principal import Role
 
-from conftest import Stack
+from conftest import Stack, selects_from, statements_run
 
 ORG = "org_pre"
 FILES = "/api/v1/media/files"
@@ -255,21 +254,12 @@ async def test_signed_rendition_requests_read_the_file_once_and_check_every_sign
 ) -> None:
     path = await signed_rendition(client, stack, {"width": 120, "format": "jpeg"})
     assert (await client.get(path)).status_code == 200  # rendered and stored
-    engine = stack.state.sessions.kw["bind"].sync_engine
-    reads: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "FROM media_files" in statement:
-            reads.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
     started = time.monotonic()
-    try:
+    with statements_run(stack.state.sessions) as statements:
         answers = await asyncio.gather(*(client.get(path) for _ in range(20)))
         forged = await client.get(path.replace("sig=", "sig=0"))
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     elapsed = time.monotonic() - started
+    reads = selects_from(statements, "media_files")
     assert [a.status_code for a in answers] == [200] * 20
     assert forged.status_code == 403  # remembered record or not
     # The record lives a second and is read again in its last fifth: one read, plus one per

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from media_service.db.base import utcnow
 from media_service.db.uow import unit_of_work
@@ -18,7 +18,7 @@ from media_service.media.service import MediaService
 from media_service.versions.service import VersionService
 from preprocessing.test_upload_queues_job import ORG, upload
 
-from conftest import Stack
+from conftest import Stack, statements_run
 
 
 @pytest.fixture
@@ -55,18 +55,9 @@ async def test_entries_of_the_current_version_stay_and_the_others_expire(stack: 
         versions = (current, "ver_older", None)
         rows = [entry(f.frame_id, photo_id, v) for f, v in zip(frames, versions, strict=True)]
         session.add_all(rows)
-    statements: list[str] = []
-    engine = stack.state.sessions.kw["bind"].sync_engine
-
-    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements_run(stack.state.sessions) as statements:
         async with unit_of_work(stack.state.sessions) as session:
             expired = await cache.invalidate_versions(session, stack.state.blobs, photo_id)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     assert sorted(expired) == sorted(r.cache_id for r in rows[1:])
     async with stack.state.sessions() as session:
         found = await session.execute(select(PhotoCache.version_id, PhotoCache.cache_status))

@@ -3,8 +3,7 @@ both stacks; the job's record step reads the file once."""
 
 from __future__ import annotations
 
-from sqlalchemy import event, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import select
 
 from media_service.db.uow import unit_of_work
 from media_service.preprocessing.models import StoredRendition
@@ -12,7 +11,7 @@ from media_service.preprocessing.repository import PreprocessingRepository
 from media_service.preprocessing.service import PreprocessingService
 from preprocessing.test_upload_queues_job import upload
 
-from conftest import Stack
+from conftest import Stack, selects_from, statements_run
 
 
 def row(file_id: str, width: int, key: str) -> StoredRendition:
@@ -45,19 +44,9 @@ async def test_recording_a_job_reads_the_file_once(stack: Stack) -> None:
     file = await service.file_for_job(file_id)
     assert file is not None
     outcome = await service.preprocess(file)
-    reads: list[str] = []
-
-    def count(_conn: Connection, _cursor: object, statement: str, *_rest: object) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "media_files" in statement:
-            reads.append(statement)
-
-    engine = stack.state.sessions.kw["bind"].sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements_run(stack.state.sessions) as statements:
         async with unit_of_work(stack.state.sessions) as session:
             assert await service.record(session, file, outcome)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-    assert len(reads) == 1
+    assert len(selects_from(statements, "media_files")) == 1
     names = sorted(name for name, *_ in await stored(stack, file_id))
     assert names == ["preview", "thumbnail"]

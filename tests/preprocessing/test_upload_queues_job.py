@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 from PIL import Image
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from media_service.auth.principal import Principal, Role
 from media_service.db.uow import unit_of_work
@@ -18,7 +18,7 @@ from media_service.media.upload_source import RawBodySource
 from media_service.media.uploads import UploadService
 from media_service.preprocessing.queueing import preprocess_job_id
 
-from conftest import Stack
+from conftest import Stack, selects_from, statements_run
 
 ORG = "org_queue"
 TEACHER = Principal("teacher-1", ORG, frozenset({Role.TEACHER}))
@@ -77,17 +77,8 @@ async def test_a_rolled_back_upload_queues_nothing(stack: Stack) -> None:
 
 
 async def test_the_upload_does_not_read_the_outbox_for_its_new_files_job(stack: Stack) -> None:
-    reads: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "FROM outbox" in statement:
-            reads.append(statement)
-
-    engine = stack.state.sessions.kw["bind"].sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements_run(stack.state.sessions) as statements:
         file_id = await upload(stack)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     assert preprocess_job_id(file_id) in await outbox(stack)
-    assert reads == []  # the file is new, so its job cannot be queued yet
+    # The file is new, so its job cannot be queued yet.
+    assert selects_from(statements, "outbox") == []

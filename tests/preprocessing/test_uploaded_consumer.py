@@ -6,8 +6,7 @@ a file we do not hold queues nothing."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import delete, event
-from sqlalchemy.engine import Connection
+from sqlalchemy import delete
 
 from media_service.events import FileUploaded
 from media_service.events.bus import Delivery
@@ -16,7 +15,7 @@ from media_service.preprocessing.consumers import PREPROCESS_CONSUMER, preproces
 from media_service.preprocessing.queueing import preprocess_job_id
 from preprocessing.test_upload_queues_job import ORG, outbox, upload
 
-from conftest import Stack
+from conftest import Stack, selects_from, statements_run
 
 
 @pytest.fixture
@@ -25,38 +24,24 @@ def settings_overrides() -> dict[str, object]:
 
 
 async def handle(stack: Stack, file_id: str) -> list[str]:
-    """Deliver a new ``file.uploaded`` about ``file_id`` to the consumer; the SELECTs it ran."""
+    """Deliver a new ``file.uploaded`` about ``file_id`` to the consumer; what it ran."""
     uploaded = FileUploaded(file_id=file_id, user_id="storage-service", organization_id=ORG)
     handler = preprocess_uploaded_files(stack.state).bind(stack.state.sessions)
-    reads: list[str] = []
-
-    def count(_conn: Connection, _cursor: object, statement: str, *_rest: object) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            reads.append(statement)
-
-    engine = stack.state.sessions.kw["bind"].sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        delivery = Delivery(
-            PREPROCESS_CONSUMER, uploaded.subject, uploaded.to_json(), uploaded.event_id, 1
-        )
+    delivery = Delivery(
+        PREPROCESS_CONSUMER, uploaded.subject, uploaded.to_json(), uploaded.event_id, 1
+    )
+    with statements_run(stack.state.sessions) as statements:
         await handler(delivery)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-    return reads
-
-
-def reading(reads: list[str], table: str) -> list[str]:
-    return [statement for statement in reads if f"FROM {table}" in statement]
+    return statements
 
 
 async def test_an_own_upload_is_found_queued_by_one_read_of_the_outbox(stack: Stack) -> None:
     file_id = await upload(stack)
     before = set(await outbox(stack))
-    reads = await handle(stack, file_id)
+    statements = await handle(stack, file_id)
     assert set(await outbox(stack)) == before  # nothing added
-    assert len(reading(reads, "outbox")) == 1
-    assert reading(reads, "media_files") == []
+    assert len(selects_from(statements, "outbox")) == 1
+    assert selects_from(statements, "media_files") == []
 
 
 async def test_an_external_event_for_a_held_file_queues_its_job(stack: Stack) -> None:
@@ -64,9 +49,9 @@ async def test_an_external_event_for_a_held_file_queues_its_job(stack: Stack) ->
     job_id = preprocess_job_id(file_id)
     async with stack.state.sessions.begin() as session:  # as if stored while preprocessing was off
         await session.execute(delete(OutboxMessage).where(OutboxMessage.id == job_id))
-    reads = await handle(stack, file_id)
+    statements = await handle(stack, file_id)
     assert job_id in await outbox(stack)
-    assert len(reading(reads, "media_files")) == 1
+    assert len(selects_from(statements, "media_files")) == 1
 
 
 async def test_an_event_for_a_file_we_do_not_hold_queues_nothing(stack: Stack) -> None:

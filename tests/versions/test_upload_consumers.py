@@ -9,8 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import select, update
 
 from media_service.db.uow import unit_of_work
 from media_service.events import FileUploaded, IdempotentConsumer
@@ -25,7 +24,7 @@ from media_service.versions.models import PhotoVersion
 from media_service.versions.service import VersionService
 from preprocessing.test_upload_queues_job import ORG, upload
 
-from conftest import Stack
+from conftest import Stack, statements_run
 
 Factory = Callable[[ServiceState], IdempotentConsumer[FileUploaded]]
 CONSUMERS = [create_original_versions, create_metadata_records]
@@ -41,19 +40,10 @@ async def deliver(stack: Stack, make: Factory, file_id: str) -> list[str]:
     the statements it ran."""
     uploaded = FileUploaded(file_id=file_id, user_id="teacher-1", organization_id=ORG)
     consumer = make(stack.state)
-    statements: list[str] = []
-
-    def count(_conn: Connection, _cursor: object, statement: str, *_rest: object) -> None:
-        statements.append(" ".join(statement.split()))
-
-    engine = stack.state.sessions.kw["bind"].sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        payload = uploaded.to_json()
-        delivery = Delivery(consumer.name, uploaded.subject, payload, uploaded.event_id, 1)
+    payload = uploaded.to_json()
+    delivery = Delivery(consumer.name, uploaded.subject, payload, uploaded.event_id, 1)
+    with statements_run(stack.state.sessions) as statements:
         await consumer.bind(stack.state.sessions)(delivery)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
     return statements
 
 
