@@ -249,6 +249,20 @@ async def test_signed_rendition_urls_work_without_a_token_and_only_as_signed(
     assert (await client.get(tampered)).status_code == 403
 
 
+async def test_a_garbled_signed_query_is_403_not_an_error(
+    client: httpx.AsyncClient, stack: Stack
+) -> None:
+    path = await signed_rendition(client, stack, {"width": 100, "format": "jpeg"})
+    query = dict(httpx.URL(path).params)
+    base = httpx.URL(path).copy_with(query=None)
+    for garbled in ({"exp": "²"}, {"exp": "1" * 4301}, {"sig": "é"}):
+        response = await client.get(base, params={**query, **garbled})
+        assert response.status_code == 403, (garbled, response.text)
+        assert response.json()["code"] == "invalid_signature"
+        content = base.copy_with(path=base.path.replace("/rendition", "/content"))
+        assert (await client.get(content, params={**query, **garbled})).status_code == 403
+
+
 async def test_signed_rendition_requests_read_the_file_once_and_check_every_signature(
     client: httpx.AsyncClient, stack: Stack
 ) -> None:

@@ -87,3 +87,29 @@ def test_the_quick_query_is_the_signed_query_and_verifies(kid: str) -> None:
     signer.verify("GET", path, fields["exp"], fields["kid"], fields["sig"], now=1_999_999_999)
     with pytest.raises(InvalidSignature):
         signer.verify("GET", path + "0", fields["exp"], fields["kid"], fields["sig"], now=1)
+
+
+@pytest.mark.parametrize(
+    ("expires", "signature"),
+    [
+        ("²", "a"),  # a digit to str.isdigit, not to int()
+        ("1" * 4301, "a"),  # past int()'s digit limit
+        ("1" * 13, "a"),  # longer than any expiry we write
+        ("1", "é"),  # compare_digest refuses non-ASCII strings
+        ("٣", "a"),  # an Arabic-Indic digit
+    ],
+    ids=["superscript-two", "over-int-limit", "thirteen-digits", "non-ascii-sig", "arabic-digit"],
+)
+def test_a_garbled_expiry_or_signature_is_refused_not_an_error(
+    expires: str, signature: str
+) -> None:
+    with pytest.raises(InvalidSignature):
+        UrlSigner([NEW]).verify("GET", "/p", expires, "new", signature, now=NOW)
+
+
+@given(expires=st.text(max_size=30), signature=st.text(min_size=1, max_size=128))
+def test_whatever_the_query_holds_verify_raises_only_invalid_signature(
+    expires: str, signature: str
+) -> None:
+    with pytest.raises(InvalidSignature):
+        UrlSigner([NEW]).verify("GET", "/p", expires, "new", signature, now=NOW)

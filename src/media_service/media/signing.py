@@ -18,6 +18,7 @@ from urllib.parse import quote_plus, urlencode
 from media_service.errors import InvalidSignature
 
 MAX_SIGNATURE_LENGTH = 128
+MAX_EXPIRY_DIGITS = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +92,20 @@ class UrlSigner:
         if not (expires and kid and signature) or len(signature) > MAX_SIGNATURE_LENGTH:
             raise InvalidSignature("the signed URL is incomplete")
         key = self._by_kid.get(kid)
-        if key is None or not expires.isdigit():
+        # Only what we sign can match: an expiry of ASCII digits (str.isdigit also takes
+        # "²", which int() refuses) and an ASCII signature (compare_digest raises on others).
+        if key is None or not _is_expiry(expires) or not signature.isascii():
             raise InvalidSignature()
         expected = _mac(key, method, path, int(expires))
         if not hmac.compare_digest(expected, signature):
             raise InvalidSignature()
         if int(expires) < (time.time() if now is None else now):
             raise InvalidSignature("the signed URL has expired")
+
+
+def _is_expiry(value: str) -> bool:
+    """Unix seconds as we write them: ASCII digits, at most 12 (past the year 30000)."""
+    return len(value) <= MAX_EXPIRY_DIGITS and value.isascii() and value.isdigit()
 
 
 def _mac(key: SigningKey, method: str, path: str, expires: int) -> str:
