@@ -4,6 +4,7 @@ criteria queries and media.metadata.updated."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 from datetime import datetime
 from typing import Any
@@ -300,10 +301,13 @@ async def test_invalid_criteria_get_422_with_the_path_of_the_bad_field(
             criteria,
             response.json(),
         )
-    bad_cursor = await client.post(
-        f"{META}/query", headers=admin(stack), json={"criteria": {}, "cursor": "not-a-cursor"}
-    )
-    assert bad_cursor.status_code == 422
+    # Not a cursor; a cursor whose time overflows once converted to UTC (was a 500).
+    overflowing = '["photo_taken_at","desc","0001-01-01T00:00:00+01:00","x"]'
+    for cursor in ("not-a-cursor", base64.urlsafe_b64encode(overflowing.encode()).decode()):
+        bad_cursor = await client.post(
+            f"{META}/query", headers=admin(stack), json={"criteria": {}, "cursor": cursor}
+        )
+        assert bad_cursor.status_code == 422, bad_cursor.text
 
 
 async def test_a_members_query_follows_an_owner_change(

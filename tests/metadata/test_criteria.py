@@ -165,6 +165,20 @@ def test_a_cursor_time_must_carry_its_offset() -> None:
         decode_cursor(sort, _token("photo_taken_at", "asc", "2024-01-01T00:00:00", "f1"))
 
 
+@pytest.mark.parametrize("instant", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_cursor_time_out_of_range_in_utc_is_a_value_error(instant: str) -> None:
+    sort = Sort(field="photo_taken_at", direction="desc")
+    with pytest.raises(ValueError, match="cursor"):
+        decode_cursor(sort, _token("photo_taken_at", "desc", instant, "f1"))
+
+
+def test_a_cursor_time_comes_back_in_utc() -> None:
+    sort = Sort(field="created_at", direction="asc")
+    position = decode_cursor(sort, _token("created_at", "asc", "2024-01-01T02:00:00+02:00", "f"))
+    assert position.value == datetime(2024, 1, 1, tzinfo=UTC)
+    assert isinstance(position.value, datetime) and position.value.tzinfo is UTC
+
+
 # -- compilation -----------------------------------------------------------------------------
 
 

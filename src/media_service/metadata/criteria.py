@@ -309,7 +309,10 @@ def _cursor_value(field: str, text: object) -> CursorValue:
         raise ValueError("invalid cursor") from exc
     if value.tzinfo is None:
         raise ValueError("invalid cursor")
-    return value
+    try:
+        return _to_utc(value)  # binding 0001-01-01T00:00+01:00 would overflow later
+    except ValueError as exc:
+        raise ValueError("invalid cursor") from exc
 
 
 def _cursor_decimal(text: str) -> Decimal:
