@@ -70,6 +70,13 @@ class Conflict(MediaError):
     title = "Conflict"
 
 
+class AlreadyStored(Conflict):
+    """The same bytes are stored for the owner already (one file per owner and content)."""
+
+    code = "already_stored"
+    title = "These bytes are already stored for this owner"
+
+
 class PayloadTooLarge(MediaError):
     status = 413
     code = "payload_too_large"

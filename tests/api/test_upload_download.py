@@ -99,6 +99,29 @@ async def test_same_bytes_different_owner_are_two_files(
     assert first.json()["file_id"] != second.json()["file_id"]
 
 
+async def test_moving_a_file_to_an_owner_with_the_same_bytes_is_409(
+    client: httpx.AsyncClient, stack: Stack, make_jpeg: Callable[..., bytes]
+) -> None:
+    admin = stack.auth("admin-1", ORG, Role.ADMIN)
+    jpeg = make_jpeg()
+    held = await upload(client, admin, jpeg, owner_type="Other", owner_id="owner-a")
+    moved = await upload(client, admin, jpeg, owner_type="Other", owner_id="owner-b")
+    assert held.status_code == moved.status_code == 201
+    file_id = moved.json()["file_id"]
+    response = await client.patch(
+        f"/api/v1/media/files/{file_id}", headers=admin, json={"owner_id": "owner-a"}
+    )
+    assert response.status_code == 409, response.text  # was a 500 (the unique key)
+    assert response.json()["code"] == "already_stored"
+    assert response.json()["file_id"] == held.json()["file_id"]
+    after = await client.get(f"/api/v1/media/files/{file_id}", headers=admin)
+    assert after.json()["owner_id"] == "owner-b"  # nothing changed
+    renamed = await client.patch(
+        f"/api/v1/media/files/{file_id}", headers=admin, json={"file_name": "b.jpg"}
+    )
+    assert renamed.status_code == 200  # its own bytes under its own owner are no conflict
+
+
 async def test_range_requests(
     client: httpx.AsyncClient, stack: Stack, make_jpeg: Callable[..., bytes]
 ) -> None:

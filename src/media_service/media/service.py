@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from sqlalchemy import ColumnElement
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from media_service.audit.models import AuditAction, AuditResource
@@ -24,6 +25,7 @@ from media_service.auth.principal import Principal
 from media_service.db.base import utcnow
 from media_service.db.uow import after_commit
 from media_service.errors import (
+    AlreadyStored,
     Forbidden,
     NotFound,
     Unprocessable,
@@ -151,7 +153,12 @@ class MediaService:
         if patch.owner_type or patch.owner_id or patch.file_name:
             self._ensure_writable(principal, file)
             self._apply_owner_and_name(principal, file, patch)
-        await self.session.flush()
+        if previous_owner != (file.owner_type, file.owner_id):
+            await self._ensure_new_owner_lacks_these_bytes(principal, file)
+        try:
+            await self.session.flush()
+        except IntegrityError:  # the same bytes given to that owner meanwhile
+            raise AlreadyStored("the new owner has a file with these bytes") from None
         self._audit_change(principal, file, patch, previous_owner)
         forget_after_commit(self.session, self.recent_files, file.file_id)
         return file
@@ -172,6 +179,23 @@ class MediaService:
         if file is not None and file.width is None and width and height:
             file.width, file.height = width, height
             await self.session.flush()
+
+    async def _ensure_new_owner_lacks_these_bytes(
+        self, principal: Principal, file: MediaFile
+    ) -> None:
+        """One file per owner and content: moving a file to an owner who holds the same
+        bytes is a conflict (naming that file only to who may see it)."""
+        with self.session.no_autoflush:  # the move is not written yet
+            twin = await self.repository.find_duplicate(
+                file.organization_id, file.owner_type, file.owner_id, file.sha256
+            )
+        if twin is None or twin.file_id == file.file_id:
+            return
+        if policy.read_visibility(principal).allows(twin):
+            raise AlreadyStored(
+                f"the new owner has these bytes as {twin.file_id}", file_id=twin.file_id
+            )
+        raise AlreadyStored("the new owner has a file with these bytes")
 
     def _apply_owner_and_name(
         self, principal: Principal, file: MediaFile, patch: MediaFilePatch

@@ -21,7 +21,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from media_service.auth.principal import Principal
 from media_service.config import Settings
 from media_service.db.uow import after_commit, on_rollback
-from media_service.errors import ChecksumMismatch, Conflict, Forbidden, MediaError, Unprocessable
+from media_service.errors import (
+    AlreadyStored,
+    ChecksumMismatch,
+    Forbidden,
+    MediaError,
+    Unprocessable,
+)
 from media_service.events import FileUploaded, record_event
 from media_service.ids import new_id
 from media_service.media import policy
@@ -43,11 +49,6 @@ log = structlog.get_logger(__name__)
 class IdempotencyKeyReused(Unprocessable):
     code = "idempotency_key_reused"
     title = "This Idempotency-Key was used with a different request"
-
-
-class AlreadyStored(Conflict):
-    code = "already_stored"
-    title = "These bytes are already stored for this owner"
 
 
 @dataclass(frozen=True, slots=True)
