@@ -334,6 +334,27 @@ def test_blank_or_impossible_dates_fall_back_to_the_digitized_time(
     assert data.taken_offset_minutes is None
 
 
+@pytest.mark.parametrize(
+    ("value", "offset"), [("9999:12:31 23:59:59", "-14:00"), ("9999:12:31 12:00:00", "-12:00")]
+)
+def test_a_time_whose_offset_leaves_the_calendar_is_kept_as_local_time(
+    tmp_path: Path, value: str, offset: str
+) -> None:
+    """Converted to UTC it would not exist (the analysis job failed on OverflowError and
+    the photo was dead-lettered): kept as the camera's wall time, offset unknown."""
+
+    def edge_of_time(exif: Image.Exif) -> None:
+        sub = exif.get_ifd(ExifTags.IFD.Exif)
+        sub[B.DateTimeOriginal] = value
+        sub[B.OffsetTimeOriginal] = offset
+        del sub[B.SubsecTimeOriginal]
+
+    data = exif_with(tmp_path, edge_of_time)
+
+    assert data.taken_at == datetime.strptime(value, "%Y:%m:%d %H:%M:%S")
+    assert data.taken_offset_minutes is None
+
+
 def test_text_is_cleaned_and_fits_its_column(tmp_path: Path) -> None:
     def messy(exif: Image.Exif) -> None:
         # UTF-8 bytes, which Pillow reads back as Latin-1.

@@ -16,7 +16,7 @@ import struct
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import IO, Any, TypeVar
 
 from PIL import ExifTags, Image, ImageFile
@@ -344,7 +344,12 @@ def _taken_at(exif: Mapping[int, Any]) -> tuple[datetime | None, int | None]:
         offset = _offset_minutes(exif.get(offset_tag) or exif.get(_T.OffsetTime))
         if offset is None:
             return local, None
-        return local.replace(tzinfo=timezone(timedelta(minutes=offset))), offset
+        aware = local.replace(tzinfo=timezone(timedelta(minutes=offset)))
+        try:
+            aware.astimezone(UTC)
+        except OverflowError:  # 9999-12-31 23:59 at -14:00 is past the last UTC instant
+            return local, None
+        return aware, offset
     return None, None
 
 
