@@ -64,6 +64,9 @@ class Settings(BaseSettings):
         default=None, ge=1, le=64, description="Decode/encode processes; default: one per core"
     )
     render_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    upload_idle_timeout_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="An upload body silent this long is 408"
+    )
     thumbnail_size: int = Field(default=256, ge=16, le=1024)
     thumbnail_quality: int = Field(default=75, ge=1, le=100)
     preview_size: int = Field(default=1440, ge=256, le=8192)

@@ -70,6 +70,12 @@ class Conflict(MediaError):
     title = "Conflict"
 
 
+class RequestTimeout(MediaError):
+    status = 408
+    code = "request_timeout"
+    title = "The request body stopped arriving"
+
+
 class AlreadyStored(Conflict):
     """The same bytes are stored for the owner already (one file per owner and content)."""
 

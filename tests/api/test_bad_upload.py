@@ -19,6 +19,7 @@ from datetime import timedelta
 from urllib.parse import unquote
 
 import httpx
+import orjson
 import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy import func, select
@@ -790,6 +791,62 @@ async def test_client_disconnecting_half_way_leaves_nothing(
         await manager.app(scope, receive, send)
         start = next(m for m in sent if m["type"] == "http.response.start")
         assert 400 <= start["status"] < 500, sent
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://media.test") as client:
+            await assert_nothing_stored(client, stack)
+
+
+@pytest.mark.parametrize(
+    "settings_overrides", [{"upload_idle_timeout_seconds": 0.5}], ids=["idle-0.5s"]
+)
+@pytest.mark.parametrize("content_type", ["application/octet-stream", "multipart/form-data"])
+async def test_a_body_that_stops_arriving_is_408_and_leaves_nothing(
+    stack: Stack, make_jpeg: Callable[..., bytes], content_type: str
+) -> None:
+    """A client that keeps its connection open but sends no more (a body shorter than its
+    Content-Length) used to hold the upload open forever."""
+    jpeg = make_jpeg(400, 300)
+    if content_type.startswith("multipart"):
+        head = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
+        content_type, first = "multipart/form-data; boundary=b", head + jpeg[:1000]
+    else:
+        first = jpeg[:1000]
+    sent: list[dict] = []
+    delivered = False
+    never = asyncio.Event()
+
+    async def receive() -> dict:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": first, "more_body": True}
+        await never.wait()  # the client went quiet; it never disconnects
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    token = stack.token("alice", ORG, Role.MEMBER)
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": FILES, "raw_path": FILES.encode(), "root_path": "",
+        "query_string": b"owner_type=User&owner_id=alice" if "octet" in content_type else b"",
+        "headers": [
+            (b"host", b"media.test"),
+            (b"authorization", f"Bearer {token}".encode()),
+            (b"content-type", content_type.encode()),
+            (b"content-length", str(len(jpeg) + 5000).encode()),
+        ],
+        "client": ("127.0.0.1", 5000), "server": ("media.test", 80),
+    }  # fmt: skip
+    app = create_app(stack.settings, stack.state)
+    async with LifespanManager(app) as manager:
+        async with asyncio.timeout(20):
+            await manager.app(scope, receive, send)
+        start = next(m for m in sent if m["type"] == "http.response.start")
+        assert start["status"] == 408, sent
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        assert orjson.loads(body)["code"] == "request_timeout"
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://media.test") as client:
             await assert_nothing_stored(client, stack)

@@ -25,7 +25,12 @@ from media_service.media.schemas import (
     SignedUrlRequest,
 )
 from media_service.media.service import MediaService
-from media_service.media.upload_source import MultipartSource, RawBodySource, UploadSource
+from media_service.media.upload_source import (
+    MultipartSource,
+    RawBodySource,
+    UploadSource,
+    idle_limited,
+)
 from media_service.media.uploads import UploadService
 from media_service.versions.service import VersionService
 
@@ -103,6 +108,7 @@ _UPLOAD_BODY: dict[str, Any] = {
         400: {},
         401: {},
         403: {},
+        408: {"description": "The body stopped arriving (MEDIA_UPLOAD_IDLE_TIMEOUT_SECONDS)"},
         413: {},
         415: {},
         422: {},
@@ -115,7 +121,7 @@ async def upload_file(
     _refuse_oversized(request, service.settings.max_upload_bytes)
     outcome = await service.upload(
         principal,
-        _upload_source(request),
+        _upload_source(request, service.settings.upload_idle_timeout_seconds),
         idempotency_key=_idempotency_key(request),
         expected_sha256=_expected_sha256(request),
     )
@@ -232,12 +238,13 @@ async def delete_file(file_id: str, principal: PrincipalDep, service: ServiceDep
     return Response(status_code=204)
 
 
-def _upload_source(request: Request) -> UploadSource:
+def _upload_source(request: Request, idle_seconds: float) -> UploadSource:
     content_type = request.headers.get("content-type", "")
     query = dict(request.query_params)
+    body = idle_limited(request.stream(), idle_seconds)
     if content_type.lower().startswith("multipart/form-data"):
-        return MultipartSource.from_content_type(request.stream(), content_type, query)
-    return RawBodySource(request.stream(), query, query.get("file_name"))
+        return MultipartSource.from_content_type(body, content_type, query)
+    return RawBodySource(body, query, query.get("file_name"))
 
 
 def _refuse_oversized(request: Request, limit: int) -> None:

@@ -7,12 +7,13 @@ of the file in memory.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Protocol
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from media_service.errors import BadRequest
+from media_service.errors import BadRequest, RequestTimeout
 
 FILE_FIELD = "file"
 MAX_FIELDS = 32
@@ -20,6 +21,22 @@ MAX_FIELD_BYTES = 8 * 1024
 # A file name may have 10,000 characters (see UploadFields), of up to 4 UTF-8 bytes each.
 MAX_FILE_NAME_FIELD_BYTES = 40_000
 MAX_PART_HEADER_BYTES = 16 * 1024
+
+
+async def idle_limited(stream: AsyncIterable[bytes], seconds: float) -> AsyncIterator[bytes]:
+    """``stream``'s chunks; :class:`RequestTimeout` once ``seconds`` pass without one. A
+    client that stops sending (a body shorter than its Content-Length on a connection kept
+    open, an unfinished chunked body) otherwise holds its upload open forever."""
+    chunks = aiter(stream)
+    while True:
+        try:
+            async with asyncio.timeout(seconds):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise RequestTimeout(f"no bytes of the body for {seconds:g} s") from None
+        yield chunk
 
 
 class UploadSource(Protocol):

@@ -11,7 +11,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from media_service.deps import PrincipalDep, SessionDep, StateDep
 from media_service.errors import PayloadTooLarge, UnsupportedMediaType
-from media_service.media.upload_source import MultipartSource
+from media_service.media.upload_source import MultipartSource, idle_limited
 from media_service.versions.ai import AiVersions
 from media_service.versions.creation import VersionMaker
 from media_service.versions.modes import Edit
@@ -74,6 +74,7 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
     openapi_extra=_CREATE_BODY,
     responses={
         202: {"model": VersionRequested, "description": "An AI-enhanced version is queued"},
+        408: {"description": "The body stopped arriving (MEDIA_UPLOAD_IDLE_TIMEOUT_SECONDS)"},
         413: {},
         415: {},
         503: {"description": "No AI service is configured, or the renderer failed"},
@@ -88,10 +89,11 @@ async def create_version(
     (``multipart/form-data``, ``EDITED``)."""
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
-        upload = MultipartSource.from_content_type(request.stream(), content_type, {})
+        stream = idle_limited(request.stream(), state.settings.upload_idle_timeout_seconds)
+        upload = MultipartSource.from_content_type(stream, content_type, {})
         version = await VersionMaker(state).edited(principal, photo_id, upload)
     elif content_type.startswith("application/json"):
-        body = await _create_body(request)
+        body = await _create_body(request, state.settings.upload_idle_timeout_seconds)
         if isinstance(body, AiVersionCreate):
             queued = await AiVersions(state).request(principal, photo_id, body)
             location = {"Location": _location(photo_id, queued.version_id)}
@@ -144,12 +146,14 @@ async def delete_version(
     return Response(status_code=204)
 
 
-async def _create_body(request: Request) -> StyledVersionCreate | AiVersionCreate:
+async def _create_body(
+    request: Request, idle_seconds: float
+) -> StyledVersionCreate | AiVersionCreate:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_JSON_BODY:
         raise PayloadTooLarge(f"a JSON body may be at most {MAX_JSON_BODY} bytes")
     data = bytearray()
-    async for chunk in request.stream():
+    async for chunk in idle_limited(request.stream(), idle_seconds):
         data += chunk
         if len(data) > MAX_JSON_BODY:
             raise PayloadTooLarge(f"a JSON body may be at most {MAX_JSON_BODY} bytes")
