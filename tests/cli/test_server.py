@@ -424,6 +424,30 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /health/live HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n",
+    ],
+    ids=["not-http", "two-content-lengths", "control-character"],
+)
+def test_an_unparseable_request_gets_a_json_problem(running: Running, request_head: bytes) -> None:
+    """uvicorn answers these before the app runs; it said so in plain text."""
+    with socket.create_connection(("127.0.0.1", running.server.port), timeout=10) as sock:
+        sock.sendall(request_head)
+        answer = _read_until_closed(sock)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer
+    assert b"content-type: application/problem+json" in head.lower()
+    assert json.loads(body) == {
+        "type": "urn:media-service:problem:bad_request", "status": 400, "code": "bad_request",
+        "title": "Bad request", "detail": "the request is not valid HTTP/1.1",
+    }  # fmt: skip
+    assert httpx.get(f"{running.server.url}/health/live", timeout=10).status_code == 200
+
+
 def _read_until_closed(sock: socket.socket) -> bytes:
     received = b""
     try:

@@ -119,6 +119,7 @@ def serve(
 
     from media_service.app import create_app
     from media_service.cli.startup import check_backends_or_exit, greet_first_start
+    from media_service.http_protocol import ProblemHttpToolsProtocol
 
     settings = _settings()
     configure_logging(settings)
@@ -132,9 +133,10 @@ def serve(
         "host": host or settings.host,
         "port": port or settings.port,
         "log_config": None,
-        # Measured in docs/benchmarks.md: h11 is ~12% slower for uploads. Name them so a
-        # missing package fails here instead of quietly falling back.
-        "http": "httptools",
+        # Measured in docs/benchmarks.md: h11 is ~12% slower for uploads. Named (httptools,
+        # with JSON problems for unparseable requests) so that a missing package fails here
+        # instead of quietly falling back.
+        "http": ProblemHttpToolsProtocol,
         "loop": "uvloop",
         "proxy_headers": True,
         "server_header": False,
