@@ -641,6 +641,25 @@ async def test_png_declaring_20000_by_20000_is_refused(
     await assert_nothing_stored(client, stack)
 
 
+@pytest.mark.parametrize(
+    ("width", "height"), [(100_000_000, 1), (1, 70_000)], ids=["a-line", "a-column"]
+)
+async def test_a_png_with_a_side_no_decoder_takes_is_refused(
+    client: httpx.AsyncClient, stack: Stack, width: int, height: int
+) -> None:
+    """Within the pixel limit, but no rendition of it can be made: it was stored, then
+    every rendition was 422 and its preprocessing a dead letter (found by fuzzing)."""
+    compressor = zlib.compressobj(9)
+    row = b"\0" * (1 + (width + 7) // 8)  # 1-bit black
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", data)
+    response = await post_raw(client, member(stack), png + png_chunk(b"IEND", b""))
+    body = assert_problem(response, 422, "image_too_large")
+    assert "65500" in body["detail"]
+    await assert_nothing_stored(client, stack)
+
+
 @pytest.mark.parametrize("size", [(65_000, 65_000), (60_000, 2_000)], ids=["square", "wide"])
 async def test_jpeg_declaring_a_huge_size_is_refused(
     client: httpx.AsyncClient, stack: Stack, make_jpeg: Callable[..., bytes], size: tuple[int, int]

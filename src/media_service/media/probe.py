@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from media_service.errors import Unprocessable
+from media_service.imaging.limits import DecodeLimits
 from media_service.media.models import FileType
 from media_service.media.sniff import Format
 
@@ -30,6 +31,9 @@ _PILLOW_FORMATS = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP", "
 _PARSE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 
 
+MAX_SIDE = DecodeLimits.max_side  # what preprocessing and renditions will decode
+
+
 @dataclass(frozen=True, slots=True)
 class Dimensions:
     width: int
@@ -43,8 +47,10 @@ def probe_dimensions(
 
     ``None`` for videos and documents, or when the header lies beyond ``head``.
     Raises :class:`ImageTooLarge` above ``max_pixels`` (a decompression bomb is refused
-    before any pixel is decoded) and :class:`CorruptImage` when ``head`` is the whole file
-    and still has no readable header. CPU-bound: call it from a worker thread.
+    before any pixel is decoded) or with a side longer than the decoder takes (1 ×
+    100,000,000 is within the pixels, but no rendition of it could ever be made), and
+    :class:`CorruptImage` when ``head`` is the whole file and still has no readable
+    header. CPU-bound: call it from a worker thread.
     """
     if fmt.file_type is not FileType.IMAGE:
         return None
@@ -58,6 +64,8 @@ def probe_dimensions(
         raise CorruptImage("the image declares no pixels")
     if width * height > max_pixels:
         raise ImageTooLarge(f"{width}x{height} exceeds the limit of {max_pixels} pixels")
+    if max(width, height) > MAX_SIDE:
+        raise ImageTooLarge(f"{width}x{height} has a side longer than {MAX_SIDE} pixels")
     return Dimensions(width, height)
 
 
