@@ -122,6 +122,25 @@ async def test_moving_a_file_to_an_owner_with_the_same_bytes_is_409(
     assert renamed.status_code == 200  # its own bytes under its own owner are no conflict
 
 
+async def test_the_409_names_the_other_file_only_to_who_may_see_it(
+    client: httpx.AsyncClient, stack: Stack, make_jpeg: Callable[..., bytes]
+) -> None:
+    first, second = (stack.auth(t, ORG, Role.TEACHER) for t in ("teacher-1", "teacher-2"))
+    jpeg = make_jpeg(color=(1, 2, 3))
+    theirs = await upload(client, first, jpeg, owner_type="Other", owner_id="owner-a")
+    mine = await upload(client, second, jpeg, owner_type="Other", owner_id="owner-b")
+    assert theirs.status_code == mine.status_code == 201
+    response = await client.patch(
+        f"/api/v1/media/files/{mine.json()['file_id']}",
+        headers=second,
+        json={"owner_id": "owner-a"},
+    )
+    assert response.status_code == 409, response.text
+    assert response.json()["code"] == "already_stored"
+    assert "file_id" not in response.json()
+    assert theirs.json()["file_id"] not in response.text
+
+
 async def test_range_requests(
     client: httpx.AsyncClient, stack: Stack, make_jpeg: Callable[..., bytes]
 ) -> None:
