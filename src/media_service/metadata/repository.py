@@ -8,6 +8,7 @@ from sqlalchemy import ColumnElement, Update, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from media_service.db.uow import insert_unless_present
 from media_service.media.models import MediaFile
 from media_service.metadata.models import PhotoMetadata
 
@@ -26,6 +27,11 @@ class MetadataRepository:
         """The row; with ``for_update``, locked until the transaction ends (PostgreSQL), so
         read-modify-write changes of its lists do not overwrite each other."""
         return await self.session.get(PhotoMetadata, file_id, with_for_update=for_update)
+
+    async def insert_unless_present(self, row: PhotoMetadata) -> bool:
+        """Insert ``row`` with one ``INSERT … ON CONFLICT DO NOTHING``; False if the photo
+        had its record already (``row`` then stays outside the session)."""
+        return await insert_unless_present(self.session, row)
 
     async def add_unless_present(self, row: PhotoMetadata) -> PhotoMetadata:
         """Insert ``row``, or return the row another transaction inserted first (locked)."""

@@ -19,7 +19,6 @@ from media_service.audit.models import AuditAction, AuditResource
 from media_service.audit.service import Actor, AuditTrail
 from media_service.auth.principal import Principal
 from media_service.db.base import utcnow
-from media_service.db.uow import insert_unless_present
 from media_service.errors import Forbidden, NotFound, Unprocessable
 from media_service.events import MediaMetadataUpdated, record_event
 from media_service.media.models import FileType, MediaFile
@@ -131,7 +130,7 @@ class MetadataService:
         """:meth:`create_record` for the upload's consumer, which needs no row back: one
         ``INSERT … ON CONFLICT DO NOTHING`` (a record a request made first stands)."""
         if file.file_type is FileType.IMAGE:
-            await insert_unless_present(self.session, _empty_record(file))
+            await self.repository.insert_unless_present(_empty_record(file))
 
     async def record_analysis(self, file: MediaFile, analysis: PhotoAnalysis) -> PhotoMetadata:
         """Store what the service measured itself, and announce it."""
