@@ -88,3 +88,9 @@ class RecentValues(Generic[T]):
         """Drop ``key``; a load already under way will not remember what it read."""
         self._items.pop(key, None)
         self._forgets += 1
+
+    def forget_prefix(self, prefix: str) -> None:
+        """:meth:`forget` every key that starts with ``prefix``."""
+        for key in [key for key in self._items if key.startswith(prefix)]:
+            del self._items[key]
+        self._forgets += 1

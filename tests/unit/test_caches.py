@@ -78,6 +78,17 @@ def test_recent_values_expire_after_their_ttl() -> None:
     assert recent.get("b") is None
 
 
+def test_forgetting_a_prefix_drops_only_the_keys_that_start_with_it() -> None:
+    recent: RecentValues[int] = RecentValues()
+    keys = ("file_1", "file_1@current", "file_1@2", "file_10@current", "file_2")
+    for key in keys:
+        recent.put(key, 1)
+    recent.forget_prefix("file_1@")
+    assert [key for key in keys if recent.get(key) is not None] == [
+        "file_1", "file_10@current", "file_2",
+    ]  # fmt: skip
+
+
 def test_recent_values_are_bounded() -> None:
     recent: RecentValues[int] = RecentValues(max_items=3)
     for index in range(5):

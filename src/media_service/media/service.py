@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 from sqlalchemy import ColumnElement
@@ -23,7 +23,6 @@ from media_service.audit.models import AuditAction, AuditResource
 from media_service.audit.service import Actor, AuditTrail, DetailValue
 from media_service.auth.principal import Principal
 from media_service.db.base import utcnow
-from media_service.db.uow import after_commit
 from media_service.errors import (
     AlreadyStored,
     Forbidden,
@@ -35,10 +34,10 @@ from media_service.ids import is_valid_id
 from media_service.media import policy
 from media_service.media.filenames import sanitize_file_name
 from media_service.media.models import MediaFile, OwnerType
+from media_service.media.remembered import forget_file_after_commit
 from media_service.media.repository import MediaFileRepository, visible_clause
 from media_service.media.schemas import ListFilters, MediaFilePatch
 from media_service.media.signing import UrlSigner
-from media_service.recent import RecentValues
 from media_service.storage import ByteRange
 
 if TYPE_CHECKING:
@@ -160,7 +159,7 @@ class MediaService:
         except IntegrityError:  # the same bytes given to that owner meanwhile
             raise AlreadyStored("the new owner has a file with these bytes") from None
         self._audit_change(principal, file, patch, previous_owner)
-        forget_after_commit(self.session, self.recent_files, file.file_id)
+        forget_file_after_commit(self.session, self.recent_files, file.file_id)
         return file
 
     async def mark_processed(self, file_id: str) -> MediaFile | None:
@@ -267,7 +266,7 @@ class MediaService:
 
     async def _delete(self, file: MediaFile, actor: str) -> None:
         await self.repository.delete(file)
-        forget_after_commit(self.session, self.recent_files, file.file_id)
+        forget_file_after_commit(self.session, self.recent_files, file.file_id)
         deleted = FileDeleted(
             file_id=file.file_id, user_id=actor, organization_id=file.organization_id
         )
@@ -308,18 +307,6 @@ def signed_path(signer: UrlSigner, path: str, lifetime: int) -> SignedUrl:
     query = signer.sign("GET", path, expires).as_query()
     separator = "&" if "?" in path else "?"
     return SignedUrl(f"{path}{separator}{query}", datetime.fromtimestamp(expires, tz=UTC))
-
-
-def forget_after_commit(session: AsyncSession, recent: RecentValues[Any], *keys: str) -> None:
-    """Once ``session`` commits, drop ``keys`` from what this process remembers of files
-    (``state.recent_files``: the renditions path keeps a record for a second), so a change
-    or a delete shows at once here; other processes see it within that second."""
-
-    async def forget() -> None:
-        for key in keys:
-            recent.forget(key)
-
-    after_commit(session, forget)
 
 
 def may_read(principal: Principal, file: MediaFile) -> bool:

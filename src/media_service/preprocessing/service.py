@@ -28,6 +28,7 @@ from media_service.imaging.faces import Face
 from media_service.imaging.limits import DecodeLimits
 from media_service.imaging.specs import Fit, OutputFormat, Rendered, RenderSpec
 from media_service.media.models import FileType, MediaFile
+from media_service.media.remembered import served_key
 from media_service.media.service import MediaService, SignedUrl, may_read, signed_path
 from media_service.media.storage_keys import file_folder
 from media_service.preprocessing import pipeline
@@ -40,7 +41,6 @@ from media_service.state import ServiceState
 from media_service.storage import BlobNotFound
 from media_service.versions.keys import rendition_folder
 from media_service.versions.service import VersionService
-from media_service.versions.serving import served_key
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

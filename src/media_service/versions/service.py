@@ -27,12 +27,13 @@ from media_service.events import MediaVersionCreated, record_event
 from media_service.ids import is_valid_id, new_id
 from media_service.media.consumers import delete_folder
 from media_service.media.models import FileType, MediaFile
-from media_service.media.service import MediaService, forget_after_commit, may_write
+from media_service.media.remembered import forget_file_after_commit
+from media_service.media.service import MediaService, may_write
 from media_service.state import ServiceState
 from media_service.versions.keys import version_folder
 from media_service.versions.models import PhotoVersion, VersionType
 from media_service.versions.repository import VersionRepository
-from media_service.versions.serving import served_key, version_view
+from media_service.versions.serving import version_view
 
 log = structlog.get_logger(__name__)
 
@@ -232,7 +233,7 @@ class VersionService:
             original.is_current = True
             original.updated_at = utcnow()
             await self.session.flush()
-        self._forget_served(photo.file_id, None, version.version_number)
+        self._forget_served(photo.file_id)
         self._audit(Actor.of(principal), AuditAction.CHANGE, photo, version.version_id, "delete")
         after_commit(self.session, self._deleter(version_folder(photo.file_id, version_id)))
         log.info("photo_version_deleted", version_id=version.version_id, photo_id=photo.file_id)
@@ -297,7 +298,7 @@ class VersionService:
         version.is_current = True
         version.updated_at = now
         await self.session.flush()
-        self._forget_served(version.photo_id, None)
+        self._forget_served(version.photo_id)
 
     def _audit(
         self, actor: Actor, action: AuditAction, photo: MediaFile, resource_id: str, operation: str
@@ -308,10 +309,9 @@ class VersionService:
             actor, action, photo, AuditResource.VERSION, resource_id=resource_id, detail=detail
         )
 
-    def _forget_served(self, photo_id: str, *numbers: int | None) -> None:
+    def _forget_served(self, photo_id: str) -> None:
         # This process's renditions path remembers what it served for a second.
-        keys = (served_key(photo_id, number) for number in numbers)
-        forget_after_commit(self.session, self.state.recent_files, *keys)
+        forget_file_after_commit(self.session, self.state.recent_files, photo_id)
 
     def _deleter(self, folder: str) -> Hook:
         state = self.state

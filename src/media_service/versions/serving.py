@@ -9,11 +9,6 @@ from media_service.media.sniff import FORMATS
 from media_service.versions.models import PhotoVersion
 
 
-def served_key(photo_id: str, number: int | None) -> str:
-    """The ``state.recent_files`` key of what a rendition of ``photo_id`` serves."""
-    return f"{photo_id}@{'current' if number is None else number}"
-
-
 def version_view(file: MediaFile, version: PhotoVersion) -> MediaFile:
     """A detached copy of ``file`` that describes ``version``'s bytes (for responses
     that serve bytes: content type, size, ETag, download name)."""
