@@ -5,12 +5,14 @@ is not announced again."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
+from media_service.auth.principal import Principal, Role
 from media_service.db.uow import unit_of_work
 from media_service.events import FileUploaded, IdempotentConsumer
 from media_service.events.bus import Delivery
@@ -64,6 +66,8 @@ async def test_one_insert_makes_the_row_without_a_savepoint(stack: Stack, make: 
     file_id = await upload(stack)
     statements = await deliver(stack, make, file_id)
     inserts = [s for s in statements if s.startswith("INSERT INTO photo_")]
+    # The original and its counter; the metadata record.
+    assert len(inserts) == (2 if make is create_original_versions else 1), inserts
     assert all("ON CONFLICT DO NOTHING" in s for s in inserts), inserts
     assert not [s for s in statements if "SAVEPOINT" in s]
     assert not [s for s in statements if s.startswith(("SELECT photo_versions", "SELECT photo_m"))]
@@ -101,3 +105,24 @@ async def test_a_metadata_record_made_first_keeps_what_it_holds(stack: Stack) ->
     await deliver(stack, create_metadata_records, file_id)
     [record] = await rows(stack, PhotoMetadata, file_id)
     assert record.camera_make == "Canon"
+
+
+async def test_a_delete_waits_for_the_consumer_that_holds_the_photo(stack: Stack) -> None:
+    """Without the hold, on PostgreSQL, a delete committed between the consumer's read and
+    its insert broke the insert's foreign key and failed the whole batch."""
+    file_id = await upload(stack)
+    admin = Principal("admin-1", ORG, frozenset({Role.ADMIN}))
+
+    async def delete() -> None:
+        async with unit_of_work(stack.state.sessions) as session:
+            await MediaService(session, stack.state).delete(admin, file_id)
+
+    async with unit_of_work(stack.state.sessions) as session:
+        photo = await MediaService(session, stack.state).find(file_id, hold=True)
+        assert photo is not None
+        deleting = asyncio.create_task(delete())
+        await asyncio.sleep(0.5)
+        assert not deleting.done()  # waiting for this transaction
+        await VersionService(session, stack.state).record_original(photo)
+    await asyncio.wait_for(deleting, timeout=20)
+    assert await rows(stack, PhotoVersion, file_id) == []  # gone with the photo

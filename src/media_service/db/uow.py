@@ -86,8 +86,8 @@ async def insert_unless_present(session: AsyncSession, row: object) -> bool:
 
     For consumers that make a row unless a request made it first: one statement instead of
     a read, a savepoint, the insert and its release. The object stays outside the session;
-    columns it leaves unset (``None``) get their defaults. A broken foreign key (the parent
-    row deleted meanwhile) still fails the transaction: the caller's retry finds it gone.
+    columns it leaves unset (``None``) get their defaults. A broken foreign key still fails
+    the transaction: callers hold the parent row (``FOR KEY SHARE``) before inserting.
     """
     mapper = sa_inspect(type(row))
     values = {}

@@ -26,10 +26,13 @@ class MediaFileRepository:
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    async def get(self, file_id: str) -> MediaFile | None:
+    async def get(self, file_id: str, *, hold: bool = False) -> MediaFile | None:
         """Any file by id, whoever owns it: for callers already authorised otherwise
-        (a valid signed URL, an internal job)."""
-        return await self.session.get(MediaFile, file_id)
+        (a valid signed URL, an internal job). With ``hold``, a delete of the row waits
+        until this transaction ends (PostgreSQL ``FOR KEY SHARE``; SQLite's writers take
+        turns anyway), so rows that refer to it can be inserted safely."""
+        lock = {"key_share": True} if hold else None
+        return await self.session.get(MediaFile, file_id, with_for_update=lock)
 
     async def find_duplicate(
         self, organization_id: str, owner_type: str, owner_id: str, sha256: str

@@ -130,9 +130,13 @@ class MediaService:
         """Whether ``principal`` may see ``file``'s location and faces."""
         return policy.private_visibility(principal).allows(file)
 
-    async def find(self, file_id: str) -> MediaFile | None:
-        """The file whoever asks (for background work; callers check access themselves)."""
-        return await self.repository.get(file_id) if is_valid_id(file_id, "file") else None
+    async def find(self, file_id: str, *, hold: bool = False) -> MediaFile | None:
+        """The file whoever asks (for background work; callers check access themselves).
+        ``hold`` keeps it from being deleted until the transaction ends: for consumers that
+        then insert rows referring to it (a delete in between broke their foreign key)."""
+        if not is_valid_id(file_id, "file"):
+            return None
+        return await self.repository.get(file_id, hold=hold)
 
     def content(self, file: MediaFile, byte_range: ByteRange | None) -> AsyncIterator[bytes]:
         """The file's bytes (or one range of them), streamed from storage."""

@@ -18,7 +18,7 @@ def create_metadata_records(state: ServiceState) -> IdempotentConsumer[FileUploa
     @idempotent(METADATA_CONSUMER, FileUploaded)
     async def on_uploaded(session: AsyncSession, event: FileUploaded) -> None:
         service = MetadataService(session, state)
-        file = await service.media.find(event.file_id)
+        file = await service.media.find(event.file_id, hold=True)
         if file is not None:  # not ours, or deleted since
             await service.create_missing_record(file)
 

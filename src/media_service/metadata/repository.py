@@ -29,8 +29,8 @@ class MetadataRepository:
         return await self.session.get(PhotoMetadata, file_id, with_for_update=for_update)
 
     async def insert_unless_present(self, row: PhotoMetadata) -> bool:
-        """Insert ``row`` with one ``INSERT … ON CONFLICT DO NOTHING``; False if the photo
-        had its record already (``row`` then stays outside the session)."""
+        """Insert ``row`` with one ``INSERT … ON CONFLICT DO NOTHING`` (not through the
+        session: ``row`` stays outside it); False if the photo had its record already."""
         return await insert_unless_present(self.session, row)
 
     async def add_unless_present(self, row: PhotoMetadata) -> PhotoMetadata:

@@ -3,10 +3,9 @@ and ``media.version.created`` announces it.
 
 The service creates the original lazily as well (before any version operation), so
 photos stored before versions existed, or whose event is still on its way, work too;
-whichever path inserts first wins, the other finds its row (unique photo and number). A
-file that is not an image, or one this service does not hold, changes nothing; a photo
-deleted between the read and the insert fails that attempt (its foreign key), and the
-attempt again finds it gone.
+whichever path inserts first wins (unique photo and number; the consumer then inserts
+nothing). A file that is not an image, or one this service does not hold, changes nothing;
+the photo is held while its original is inserted (a delete waits for the commit).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ def create_original_versions(state: ServiceState) -> IdempotentConsumer[FileUplo
         service = VersionService(session, state)
         if event.file_type not in (None, FileType.IMAGE.value):
             return  # said by the event itself: no need to look
-        file = await service.media.find(event.file_id)
+        file = await service.media.find(event.file_id, hold=True)
         if file is None or file.file_type is not FileType.IMAGE:
             return
         await service.record_original(file)
