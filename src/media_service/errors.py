@@ -75,6 +75,10 @@ class RequestTimeout(MediaError):
     code = "request_timeout"
     title = "The request body stopped arriving"
 
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["Connection"] = "close"  # the rest of the body may still come
+
 
 class AlreadyStored(Conflict):
     """The same bytes are stored for the owner already (one file per owner and content)."""

@@ -806,7 +806,7 @@ async def test_client_disconnecting_half_way_leaves_nothing(
         "server": ("media.test", 80),
     }
     app = create_app(stack.settings, stack.state)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
         await manager.app(scope, receive, send)
         start = next(m for m in sent if m["type"] == "http.response.start")
         assert 400 <= start["status"] < 500, sent
@@ -859,11 +859,12 @@ async def test_a_body_that_stops_arriving_is_408_and_leaves_nothing(
         "client": ("127.0.0.1", 5000), "server": ("media.test", 80),
     }  # fmt: skip
     app = create_app(stack.settings, stack.state)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
         async with asyncio.timeout(20):
             await manager.app(scope, receive, send)
         start = next(m for m in sent if m["type"] == "http.response.start")
         assert start["status"] == 408, sent
+        assert (b"connection", b"close") in [(k.lower(), v) for k, v in start["headers"]]
         body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
         assert orjson.loads(body)["code"] == "request_timeout"
         transport = httpx.ASGITransport(app=manager.app)

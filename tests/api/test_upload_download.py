@@ -7,8 +7,10 @@ import hashlib
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from media_service.auth.principal import Role
+from media_service.media.repository import MediaFileRepository
 
 from conftest import Stack
 
@@ -120,6 +122,33 @@ async def test_moving_a_file_to_an_owner_with_the_same_bytes_is_409(
         f"/api/v1/media/files/{file_id}", headers=admin, json={"file_name": "b.jpg"}
     )
     assert renamed.status_code == 200  # its own bytes under its own owner are no conflict
+
+
+async def test_a_move_racing_the_same_bytes_to_that_owner_is_409(
+    client: httpx.AsyncClient,
+    stack: Stack,
+    make_jpeg: Callable[..., bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The check found no twin, but the unique key does (one arrived meanwhile)."""
+    admin = stack.auth("admin-1", ORG, Role.ADMIN)
+    jpeg = make_jpeg(color=(4, 5, 6))
+    held = await upload(client, admin, jpeg, owner_type="Other", owner_id="owner-a")
+    moved = await upload(client, admin, jpeg, owner_type="Other", owner_id="owner-b")
+    assert held.status_code == moved.status_code == 201
+
+    async def no_twin(*_args: object) -> None:
+        return None
+
+    monkeypatch.setattr(MediaFileRepository, "find_duplicate", no_twin)
+    file_id = moved.json()["file_id"]
+    response = await client.patch(
+        f"/api/v1/media/files/{file_id}", headers=admin, json={"owner_id": "owner-a"}
+    )
+    assert response.status_code == 409, response.text
+    assert response.json()["code"] == "already_stored"
+    after = await client.get(f"/api/v1/media/files/{file_id}", headers=admin)
+    assert after.json()["owner_id"] == "owner-b"
 
 
 async def test_the_409_names_the_other_file_only_to_who_may_see_it(

@@ -156,11 +156,16 @@ class MediaService:
         if patch.owner_type or patch.owner_id or patch.file_name:
             self._ensure_writable(principal, file)
             self._apply_owner_and_name(principal, file, patch)
-        if previous_owner != (file.owner_type, file.owner_id):
+        moved = previous_owner != (file.owner_type, file.owner_id)
+        if moved:
             await self._ensure_new_owner_lacks_these_bytes(principal, file)
         try:
             await self.session.flush()
-        except IntegrityError:  # the same bytes given to that owner meanwhile
+        except IntegrityError:
+            if not moved:
+                raise
+            # The one unique key a move can break: the same bytes given to that owner
+            # since the check above. (The failed flush leaves ``file`` unreadable.)
             raise AlreadyStored("the new owner has a file with these bytes") from None
         self._audit_change(principal, file, patch, previous_owner)
         forget_file_after_commit(self.session, self.recent_files, file.file_id)
