@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -258,8 +259,9 @@ def statements_run(sessions: async_sessionmaker[AsyncSession]) -> Iterator[list[
 
 
 def selects_from(statements: list[str], table: str) -> list[str]:
-    """The SELECTs among ``statements`` that read ``table``."""
-    return [s for s in statements if s.upper().startswith("SELECT") and f"FROM {table}" in s]
+    """The SELECTs among ``statements`` that read ``table`` (from it or joining it)."""
+    reads = re.compile(rf"\b(FROM|JOIN) {re.escape(table)}\b", re.IGNORECASE)
+    return [s for s in statements if s.upper().startswith("SELECT") and reads.search(s)]
 
 
 @pytest.fixture

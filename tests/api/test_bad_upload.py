@@ -16,6 +16,7 @@ import struct
 import zlib
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from typing import Any
 from urllib.parse import unquote
 
 import httpx
@@ -815,6 +816,49 @@ async def test_client_disconnecting_half_way_leaves_nothing(
             await assert_nothing_stored(client, stack)
 
 
+async def post_then_stall(
+    app: Any, path_and_query: str, headers: dict[str, str], first: bytes
+) -> list[dict[str, Any]]:
+    """POST ``first`` as the start of a longer body, then neither send more nor disconnect
+    (a client gone quiet); the ASGI messages the app answered with."""
+    sent: list[dict[str, Any]] = []
+    delivered = False
+    never = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": first, "more_body": True}
+        await never.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    path, _, query = path_and_query.partition("?")
+    raw_headers = [(b"host", b"media.test"), (b"content-length", str(len(first) + 5000).encode())]
+    raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+        "query_string": query.encode(), "headers": raw_headers,
+        "client": ("127.0.0.1", 5000), "server": ("media.test", 80),
+    }  # fmt: skip
+    async with asyncio.timeout(20):
+        await app(scope, receive, send)
+    return sent
+
+
+def assert_request_timeout(sent: list[dict[str, Any]]) -> None:
+    """The app answered 408 ``request_timeout`` and closes the connection."""
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 408, sent
+    assert (b"connection", b"close") in [(k.lower(), v) for k, v in start["headers"]]
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert orjson.loads(body)["code"] == "request_timeout"
+
+
 @pytest.mark.parametrize(
     "settings_overrides", [{"upload_idle_timeout_seconds": 0.5}], ids=["idle-0.5s"]
 )
@@ -830,43 +874,13 @@ async def test_a_body_that_stops_arriving_is_408_and_leaves_nothing(
         content_type, first = "multipart/form-data; boundary=b", head + jpeg[:1000]
     else:
         first = jpeg[:1000]
-    sent: list[dict] = []
-    delivered = False
-    never = asyncio.Event()
-
-    async def receive() -> dict:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": first, "more_body": True}
-        await never.wait()  # the client went quiet; it never disconnects
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict) -> None:
-        sent.append(message)
-
     token = stack.token("alice", ORG, Role.MEMBER)
-    scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": FILES, "raw_path": FILES.encode(), "root_path": "",
-        "query_string": b"owner_type=User&owner_id=alice" if "octet" in content_type else b"",
-        "headers": [
-            (b"host", b"media.test"),
-            (b"authorization", f"Bearer {token}".encode()),
-            (b"content-type", content_type.encode()),
-            (b"content-length", str(len(jpeg) + 5000).encode()),
-        ],
-        "client": ("127.0.0.1", 5000), "server": ("media.test", 80),
-    }  # fmt: skip
+    query = b"owner_type=User&owner_id=alice" if "octet" in content_type else b""
+    headers = {"authorization": f"Bearer {token}", "content-type": content_type}
     app = create_app(stack.settings, stack.state)
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
-        async with asyncio.timeout(20):
-            await manager.app(scope, receive, send)
-        start = next(m for m in sent if m["type"] == "http.response.start")
-        assert start["status"] == 408, sent
-        assert (b"connection", b"close") in [(k.lower(), v) for k, v in start["headers"]]
-        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-        assert orjson.loads(body)["code"] == "request_timeout"
+        sent = await post_then_stall(manager.app, FILES + "?" + query.decode(), headers, first)
+        assert_request_timeout(sent)
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://media.test") as client:
             await assert_nothing_stored(client, stack)

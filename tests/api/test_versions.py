@@ -13,9 +13,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from asgi_lifespan import LifespanManager
 from PIL import Image
 from sqlalchemy import delete, func, select
 
+from api.test_bad_upload import assert_request_timeout, post_then_stall
+from media_service.app import create_app
 from media_service.auth.principal import Role
 from media_service.ids import new_id
 from media_service.imaging.specs import Fit
@@ -727,3 +730,26 @@ async def test_bad_version_references_are_4xx_problems(
     pdf = await client.get(f"{FILES}/{pdf_id}/content?version=1", headers=headers)
     assert pdf.status_code == 200
     assert_problem(await client.get(f"{FILES}/{pdf_id}/content?version=2", headers=headers), 404)
+
+
+@pytest.mark.parametrize(
+    "settings_overrides", [{"upload_idle_timeout_seconds": 0.5}], ids=["idle-0.5s"]
+)
+@pytest.mark.parametrize("kind", ["edited-file", "json"])
+async def test_a_version_body_that_stops_arriving_is_408(stack: Stack, kind: str) -> None:
+    app = create_app(stack.settings, stack.state)
+    async with LifespanManager(app, startup_timeout=30, shutdown_timeout=30) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://media.test") as client:
+            photo_id = await upload(client, owner(stack), photo())
+        if kind == "json":
+            content_type, first = "application/json", b'{"version_type": "STY'
+        else:
+            content_type = "multipart/form-data; boundary=b"
+            first = b'--b\r\nContent-Disposition: form-data; name="file"; filename="e.jpg"\r\n\r\n'
+        headers = {**owner(stack), "content-type": content_type}
+        sent = await post_then_stall(manager.app, versions_url(photo_id), headers, first)
+    assert_request_timeout(sent)
+    async with stack.state.sessions() as session:
+        versions = (await session.scalars(select(PhotoVersion))).all()
+    assert [v.version_type.value for v in versions] in ([], ["ORIGINAL"])  # nothing new

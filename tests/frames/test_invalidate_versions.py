@@ -69,3 +69,20 @@ async def test_entries_of_the_current_version_stay_and_the_others_expire(stack: 
     }
     reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     assert len(reads) == 1, reads  # the entries, with the current version as a subquery
+
+
+async def test_a_photo_without_a_current_version_has_all_its_entries_expired(
+    stack: Stack,
+) -> None:
+    photo_id = await upload(stack)  # no version rows: its file.uploaded was not handled
+    frames = [frame(), frame()]
+    async with unit_of_work(stack.state.sessions) as session:
+        session.add_all(frames)
+        await session.flush()
+        rows = [
+            entry(f.frame_id, photo_id, v) for f, v in zip(frames, ("ver_x", None), strict=True)
+        ]
+        session.add_all(rows)
+    async with unit_of_work(stack.state.sessions) as session:
+        expired = await cache.invalidate_versions(session, stack.state.blobs, photo_id)
+    assert sorted(expired) == sorted(r.cache_id for r in rows)

@@ -62,8 +62,9 @@ async def enqueue(
     """Add job ``job_name`` to the outbox in the caller's transaction (never commits) and
     return its id. A job id already in the outbox is not added again; a job id already done
     is skipped by the worker, so a caller may pass a deterministic id (``renditions:file_…``)
-    to make enqueueing idempotent. ``first_time`` says the caller knows the id was never
-    queued (it is derived from a row this transaction inserted), which skips that check."""
+    to make enqueueing idempotent. ``first_time`` says the caller knows the id is not
+    queued (derived from a row this transaction inserted, or just looked up), which skips
+    that check."""
     validate_job_name(job_name)
     job_id = job_id or new_job_id()
     document = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else dict(payload)

@@ -197,7 +197,7 @@ class UploadService:
                 # Queued with the event rather than by its consumer: both leave in the
                 # same relay pass (the consumer then finds the job queued).
                 await enqueue_preprocessing(
-                    self.session, file.file_id, file.organization_id, new_file=True
+                    self.session, file.file_id, file.organization_id, unqueued=True
                 )
             log.info(
                 "file_stored", file_id=file.file_id, size=file.file_size, type=file.content_type

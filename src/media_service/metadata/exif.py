@@ -57,9 +57,10 @@ class ExifData:
     """What a photo's EXIF says, in the shapes of the ``photo_metadata`` columns.
 
     ``taken_at`` is naive local time, or aware when the camera recorded its UTC offset
-    (then ``taken_offset_minutes`` holds it). ``full`` holds every readable tag, JSON-safe,
-    grouped as ``IFD0``/``Exif``/``GPS`` (plus ``PNG`` text chunks), and ``_errors`` listing
-    what could not be read.
+    (then ``taken_offset_minutes`` holds it) and that offset keeps it within the calendar in
+    UTC (9999-12-31 23:59 at -14:00 stays naive, its offset unknown). ``full`` holds every
+    readable tag, JSON-safe, grouped as ``IFD0``/``Exif``/``GPS`` (plus ``PNG`` text
+    chunks), and ``_errors`` listing what could not be read.
     """
 
     camera_make: str | None = None

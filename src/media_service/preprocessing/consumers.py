@@ -31,6 +31,7 @@ def preprocess_uploaded_files(state: ServiceState) -> IdempotentConsumer[FileUpl
         file = await media.find(event.file_id)
         if file is None:
             return  # not ours, or deleted since
-        await enqueue_preprocessing(session, file.file_id, file.organization_id)
+        # Not queued: looked at above, in this transaction.
+        await enqueue_preprocessing(session, file.file_id, file.organization_id, unqueued=True)
 
     return on_uploaded

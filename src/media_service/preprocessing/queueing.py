@@ -27,15 +27,15 @@ def preprocess_job_id(file_id: str) -> str:
 
 
 async def enqueue_preprocessing(
-    session: AsyncSession, file_id: str, organization_id: str, *, new_file: bool = False
+    session: AsyncSession, file_id: str, organization_id: str, *, unqueued: bool = False
 ) -> None:
     """Queue the preprocessing of a file in ``session``'s transaction, once per file (the
-    job id is derived from it: queueing it again adds nothing). ``new_file``: the file's
-    row was inserted in this transaction, so its job cannot be queued yet (one read less
-    an upload)."""
+    job id is derived from it: queueing it again adds nothing). ``unqueued``: the caller
+    knows the job is not queued (the file's row was inserted in this transaction, or it
+    just looked), which saves reading the outbox again."""
     payload = FileJob(file_id=file_id, organization_id=organization_id)
     job_id = preprocess_job_id(file_id)
-    await enqueue(session, PREPROCESS, payload, job_id=job_id, first_time=new_file)
+    await enqueue(session, PREPROCESS, payload, job_id=job_id, first_time=unqueued)
 
 
 async def preprocessing_queued(session: AsyncSession, file_id: str) -> bool:
