@@ -100,6 +100,23 @@ def test_auto_enhance_stretches_a_dull_image(tmp_path: Path) -> None:
     assert light - dark > 150  # 30 levels apart before
 
 
+@pytest.mark.parametrize("size", [(1, 1), (3, 1), (1, 3), (100, 3), (5, 2)])
+@pytest.mark.parametrize(
+    "mode",
+    [mode for mode in Mode if mode not in (Mode.ROTATE, Mode.CROP)],  # those take parameters
+    ids=lambda mode: mode.value,
+)
+def test_every_colour_mode_renders_a_tiny_image(
+    tmp_path: Path, size: tuple[int, int], mode: Mode
+) -> None:
+    """Auto-enhance subsampled every 4th pixel, which left nothing of a side under 4 px
+    (a 500 for such a photo, found by fuzzing)."""
+    source = str(tmp_path / "tiny.png")
+    Image.new("RGB", size, (90, 120, 150)).save(source)
+    image = opened(render_edit(source, Edit(mode), LIMITS).data)
+    assert image.size == size
+
+
 def test_transparency_is_kept_as_png(tmp_path: Path) -> None:
     source = str(tmp_path / "a.png")
     Image.new("RGBA", (40, 30), (200, 40, 40, 90)).save(source)

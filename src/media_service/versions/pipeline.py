@@ -113,8 +113,10 @@ def _tinted(image: pyvips.Image, red: float, blue: float) -> pyvips.Image:
 def _auto_enhance(image: pyvips.Image) -> pyvips.Image:
     """Stretch the levels so that 1 % of pixels are black and 1 % white (unless the
     image is nearly flat), add a little colour, sharpen lightly."""
-    # Every 4th pixel each way is plenty for a histogram, at a sixteenth of the cost.
-    grey = image.colourspace("b-w").subsample(4, 4)
+    # Every 4th pixel each way is plenty for a histogram, at a sixteenth of the cost (every
+    # pixel along a side shorter than 4: subsampling it would leave nothing).
+    grey = image.colourspace("b-w")
+    grey = grey.subsample(min(4, grey.width), min(4, grey.height))
     low, high = grey.percent(1), grey.percent(99)
     if high - low >= 16:
         scale = 255.0 / (high - low)
