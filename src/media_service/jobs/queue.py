@@ -57,19 +57,19 @@ async def enqueue(
     payload: BaseModel | Mapping[str, Any],
     *,
     job_id: str | None = None,
-    first_time: bool = False,
+    unqueued: bool = False,
 ) -> str:
     """Add job ``job_name`` to the outbox in the caller's transaction (never commits) and
     return its id. A job id already in the outbox is not added again; a job id already done
     is skipped by the worker, so a caller may pass a deterministic id (``renditions:file_…``)
-    to make enqueueing idempotent. ``first_time`` says the caller knows the id is not
+    to make enqueueing idempotent. ``unqueued`` says the caller knows the id is not
     queued (derived from a row this transaction inserted, or just looked up), which skips
     that check."""
     validate_job_name(job_name)
     job_id = job_id or new_job_id()
     document = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else dict(payload)
     message = JobMessage(job_id=job_id, job_type=job_name, enqueued_at=utcnow(), payload=document)
-    if not first_time and await is_queued(session, job_id):
+    if not unqueued and await is_queued(session, job_id):
         return job_id
     record_message(session, "job", job_subject(job_name), message.model_dump(mode="json"), job_id)
     return job_id

@@ -35,7 +35,7 @@ async def enqueue_preprocessing(
     just looked), which saves reading the outbox again."""
     payload = FileJob(file_id=file_id, organization_id=organization_id)
     job_id = preprocess_job_id(file_id)
-    await enqueue(session, PREPROCESS, payload, job_id=job_id, first_time=unqueued)
+    await enqueue(session, PREPROCESS, payload, job_id=job_id, unqueued=unqueued)
 
 
 async def preprocessing_queued(session: AsyncSession, file_id: str) -> bool:

@@ -77,11 +77,16 @@ class PreprocessingService:
         The record may be up to a second old (``state.recent_files``): renditions of one
         photo are asked for many times a second by frames, and its record rarely changes.
         """
+        file = await self._remembered(file_id)
+        if file is None or not may_read(principal, file):
+            raise NotFound(f"no file {file_id[:60]!r}")
+        return file
+
+    async def _remembered(self, file_id: str) -> MediaFile | None:
+        """The file's record, read at most once a second (``state.recent_files``)."""
         file: MediaFile | None = await self.state.recent_files.get_or_load(
             file_id, lambda: self._find(file_id)
         )
-        if file is None or not may_read(principal, file):
-            raise NotFound(f"no file {file_id[:60]!r}")
         return file
 
     async def _find(self, file_id: str) -> MediaFile | None:
@@ -109,9 +114,7 @@ class PreprocessingService:
         fetch every photo they show through signed URLs."""
         signature = (query.get("exp"), query.get("kid"), query.get("sig"))
         self.state.signer.verify(method, signed_path, *signature)
-        file: MediaFile | None = await self.state.recent_files.get_or_load(
-            file_id, lambda: self._find(file_id)
-        )
+        file = await self._remembered(file_id)
         if file is None:
             raise NotFound(f"no file {file_id[:60]!r}")
         return file
